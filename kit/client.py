@@ -1,0 +1,268 @@
+"""A small client for people and notebooks: ``generate`` and ``stream`` through any endpoint.
+
+Decoupled (streaming) models only answer over gRPC streams or HTTP's
+``generate`` extension, so gRPC is the default transport; ``protocol="http"``
+uses ``/generate`` and ``/generate_stream``. Errors the server sends back
+surface as :class:`~kit.exceptions.InferenceError` carrying its message.
+
+>>> client = Client.from_state()                      # doctest: +SKIP
+>>> client.generate("Say hello", max_tokens=32).text  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping
+
+from kit.config import LLM_MODEL, PIPELINE_MODEL
+from kit.exceptions import InferenceError, ServerError
+
+DEFAULT_TIMEOUT_S = 300.0
+
+
+@dataclass(frozen=True)
+class Delta:
+    """One streamed piece of an answer."""
+
+    text: str
+    blocked: bool = False
+    censored: int = 0
+
+
+@dataclass(frozen=True)
+class Result:
+    """A whole answer with its timings (seconds)."""
+
+    text: str
+    blocked: bool
+    censored: int
+    ttft_s: float
+    latency_s: float
+    chunks: int
+    model: str
+    deltas: tuple[str, ...] = field(default=(), repr=False)
+
+
+def _is_pipeline(model: str) -> bool:
+    return model != LLM_MODEL
+
+
+def request_inputs(
+    model: str,
+    prompt: str | bytes,
+    *,
+    stream: bool,
+    max_tokens: int | None = None,
+    sampling: Mapping[str, Any] | str | None = None,
+    prompt_is_formatted: bool = False,
+) -> dict[str, Any]:
+    """The input tensors (name → Python value) for ``model``: the pipeline and the LLM differ."""
+    params = json.loads(sampling) if isinstance(sampling, str) else dict(sampling or {})
+    inputs: dict[str, Any] = {"text_input": prompt, "stream": stream}
+    if _is_pipeline(model):
+        if max_tokens is not None:
+            inputs["max_tokens"] = max_tokens
+        if prompt_is_formatted:
+            inputs["prompt_is_formatted"] = True
+    else:
+        if max_tokens is not None:
+            params["max_tokens"] = max_tokens
+        inputs["exclude_input_in_output"] = True
+    if params:
+        inputs["sampling_parameters"] = json.dumps(params)
+    return inputs
+
+
+def grpc_inputs(values: Mapping[str, Any]):
+    """tritonclient gRPC ``InferInput`` objects for a name → value mapping."""
+    import numpy as np
+    import tritonclient.grpc as grpcclient
+
+    out = []
+    for name, value in values.items():
+        if isinstance(value, bool):
+            array, dtype = np.array([value], dtype=bool), "BOOL"
+        elif isinstance(value, int):
+            array, dtype = np.array([value], dtype=np.int32), "INT32"
+        else:
+            raw = value if isinstance(value, bytes) else str(value).encode("utf-8", errors="surrogatepass")
+            array, dtype = np.array([raw], dtype=np.object_), "BYTES"
+        tensor = grpcclient.InferInput(name, [1], dtype)
+        tensor.set_data_from_numpy(array)
+        out.append(tensor)
+    return out
+
+
+def _delta_from_grpc(result) -> Delta | None:
+    text = result.as_numpy("text_output")
+    if text is None:
+        return None
+    blocked = result.as_numpy("input_blocked")
+    censored = result.as_numpy("censored_words")
+    return Delta(
+        text=b"".join(bytes(t) for t in text.reshape(-1)).decode("utf-8", errors="replace"),
+        blocked=bool(blocked.reshape(-1)[0]) if blocked is not None else False,
+        censored=int(censored.reshape(-1)[0]) if censored is not None else 0,
+    )
+
+
+def _is_final(result) -> bool:
+    params = result.get_response().parameters
+    return "triton_final_response" in params and params["triton_final_response"].bool_param
+
+
+class Client:
+    """Talks to one server; ``model`` defaults to the guarded pipeline."""
+
+    def __init__(
+        self,
+        grpc_url: str = "grpc://127.0.0.1:8001",
+        http_url: str | None = None,
+        *,
+        model: str = PIPELINE_MODEL,
+        protocol: str = "grpc",
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ):
+        if protocol not in ("grpc", "http"):
+            raise ValueError("protocol must be 'grpc' or 'http'")
+        if protocol == "http" and not http_url:
+            raise ValueError("protocol='http' needs http_url")
+        self.grpc_target = grpc_url.removeprefix("grpc://")
+        self.http_url = http_url
+        self.model = model
+        self.protocol = protocol
+        self.timeout_s = timeout_s
+
+    @classmethod
+    def from_state(cls, **kwargs) -> "Client":
+        """A client for the detached server recorded by ``python -m kit serve --detach``."""
+        from kit.server import read_state
+
+        state = read_state()
+        if not state:
+            raise ServerError("no server is running: start one with `python -m kit serve --detach`")
+        return cls(state["grpc_url"], state["http_url"], **kwargs)
+
+    @classmethod
+    def for_server(cls, server, **kwargs) -> "Client":
+        return cls(server.endpoints.grpc_url, server.endpoints.http_url, **kwargs)
+
+    # ------------------------------------------------------------------ public API
+    def stream(self, prompt: str, *, model: str | None = None, **options) -> Iterator[Delta]:
+        """Yield the answer piece by piece as the server sends it."""
+        model = model or self.model
+        inputs = request_inputs(model, prompt, stream=True, **options)
+        if self.protocol == "http":
+            yield from self._http_stream(model, inputs)
+        else:
+            yield from self._grpc_stream(model, inputs)
+
+    def generate(self, prompt: str, *, model: str | None = None, stream: bool = False, **options) -> Result:
+        """The whole answer. ``stream=True`` asks the server to stream and joins the pieces."""
+        model = model or self.model
+        started = time.perf_counter()
+        first = None
+        deltas: list[Delta] = []
+        inputs = request_inputs(model, prompt, stream=stream, **options)
+        if self.protocol == "http" and not stream:
+            source = iter([self._http_generate(model, inputs)])
+        elif self.protocol == "http":
+            source = self._http_stream(model, inputs)
+        else:
+            source = self._grpc_stream(model, inputs)
+        for delta in source:
+            if first is None and delta.text:
+                first = time.perf_counter()
+            deltas.append(delta)
+        done = time.perf_counter()
+        return Result(
+            text="".join(d.text for d in deltas),
+            blocked=any(d.blocked for d in deltas),
+            censored=sum(d.censored for d in deltas),
+            ttft_s=(first or done) - started,
+            latency_s=done - started,
+            chunks=sum(1 for d in deltas if d.text),
+            model=model,
+            deltas=tuple(d.text for d in deltas),
+        )
+
+    # ------------------------------------------------------------------ gRPC
+    def _grpc_stream(self, model: str, inputs: Mapping[str, Any]) -> Iterator[Delta]:
+        import tritonclient.grpc as grpcclient
+        from tritonclient.utils import InferenceServerException
+
+        answers: queue.Queue = queue.Queue()
+        client = grpcclient.InferenceServerClient(self.grpc_target)
+        try:
+            client.start_stream(callback=lambda result, error: answers.put((result, error)))
+            client.async_stream_infer(
+                model, grpc_inputs(inputs), request_id=uuid.uuid4().hex, enable_empty_final_response=True
+            )
+            deadline = time.monotonic() + self.timeout_s
+            while True:
+                try:
+                    result, error = answers.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    raise InferenceError(f"no answer from {model} within {self.timeout_s:.0f}s") from None
+                if error is not None:
+                    raise InferenceError(f"{model}: {error.message()}", status=str(error.status()))
+                delta = _delta_from_grpc(result)
+                if delta is not None:
+                    yield delta
+                if _is_final(result):
+                    return
+        except InferenceServerException as exc:
+            raise InferenceError(f"{model}: {exc.message()}", status=str(exc.status())) from None
+        finally:
+            client.stop_stream(cancel_requests=True)
+            client.close()
+
+    # ------------------------------------------------------------------ HTTP
+    def _post(self, url: str, inputs: Mapping[str, Any]):
+        body = json.dumps({k: (v.decode("utf-8", "replace") if isinstance(v, bytes) else v) for k, v in inputs.items()})
+        req = urllib.request.Request(url, data=body.encode(), headers={"Content-Type": "application/json"})
+        try:
+            return urllib.request.urlopen(req, timeout=self.timeout_s)
+        except urllib.error.HTTPError as exc:
+            raise InferenceError(_http_error(exc.read()), status=str(exc.code)) from None
+
+    def _http_generate(self, model: str, inputs: Mapping[str, Any]) -> Delta:
+        with self._post(f"{self.http_url}/v2/models/{model}/generate", inputs) as resp:
+            return _delta_from_json(json.loads(resp.read()))
+
+    def _http_stream(self, model: str, inputs: Mapping[str, Any]) -> Iterator[Delta]:
+        with self._post(f"{self.http_url}/v2/models/{model}/generate_stream", inputs) as resp:
+            for raw in resp:
+                line = raw.decode("utf-8").strip()
+                if not line.startswith("data:"):
+                    continue
+                event = json.loads(line[5:])
+                if "error" in event:  # an error can follow a 200 status: check every event
+                    raise InferenceError(f"{model}: {event['error']}")
+                yield _delta_from_json(event)
+
+
+def _http_error(body: bytes) -> str:
+    try:
+        return json.loads(body)["error"]
+    except (ValueError, KeyError, TypeError):
+        return body.decode("utf-8", errors="replace")
+
+
+def _delta_from_json(event: Mapping[str, Any]) -> Delta:
+    def first(value, default):
+        if isinstance(value, list):
+            return value[0] if value else default
+        return default if value is None else value
+
+    return Delta(
+        text=first(event.get("text_output"), ""),
+        blocked=bool(first(event.get("input_blocked"), False)),
+        censored=int(first(event.get("censored_words"), 0)),
+    )

@@ -1,0 +1,250 @@
+"""Model weights: the tiny local test model and the real hub download.
+
+Two sources of weights:
+
+* :func:`build_tiny_model` writes a deterministic, random-weight
+  ``LlamaForCausalLM`` with a locally trained byte-level BPE tokenizer that
+  carries Llama-3's special tokens and chat template. It is what the embedded
+  CPU default and the tests serve: it exercises exactly the code paths of the
+  real model (tokenizer, chat template, vLLM's Llama implementation) in seconds.
+* :func:`download_model` fetches ``meta-llama/Meta-Llama-3-8B-Instruct`` (or any
+  hub repository) with ``huggingface_hub`` and the token from ``.env``.
+
+The token is never printed, logged or put into an exception message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Callable, Iterable
+
+from kit.exceptions import ConfigError, SetupError
+
+LLAMA3_REPO_ID = "meta-llama/Meta-Llama-3-8B-Instruct"
+TOKEN_VARIABLES = ("HUGGINGFACE_HUB_TOKEN", "HF_TOKEN")
+
+# Llama-3 Instruct's chat template (the published format: header tokens around
+# the role, <|eot_id|> after every message, generation prompt = assistant header).
+LLAMA3_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for message in messages %}"
+    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'"
+    " + message['content'] | trim + '<|eot_id|>' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}"
+    "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}"
+    "{% endif %}"
+)
+LLAMA3_SPECIAL_TOKENS = (
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+)
+
+# The tiny model's shape. head_dim must be 64: vLLM's CPU attention has no
+# kernel for small head sizes ("Unsupported CPU attention configuration").
+TINY_SHAPE = dict(
+    hidden_size=256,
+    intermediate_size=512,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=2048,
+)
+TINY_VOCAB_SIZE = 512
+_TINY_MARKER = "kit-tiny-model.json"
+
+
+def project_root() -> Path:
+    """The repository root (the folder that holds ``kit/``)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def default_models_dir() -> Path:
+    return Path(os.environ.get("KIT_MODELS_DIR", project_root() / "models"))
+
+
+def tiny_model_dir() -> Path:
+    return default_models_dir() / "tiny-llama"
+
+
+def _training_corpus() -> Iterable[str]:
+    """A small, fixed English corpus so the tokenizer (and model) are deterministic."""
+    words = (
+        "the quick brown fox jumps over the lazy dog while a model serves tokens "
+        "through triton and vllm with guardrails that censor words in streams "
+        "hello world assistant user system answer question please thank you "
+        "inference server python backend business logic scripting pipeline "
+        "concurrency throughput latency token budget request response shit fuck damn "
+        "crap bastard stream chunk delta output input prompt refusal"
+    ).split()
+    for i in range(400):
+        yield " ".join(words[(i * 7 + j * 3) % len(words)] for j in range(24))
+    yield "".join(chr(c) for c in range(32, 127))
+
+
+def _train_tokenizer(out_dir: Path) -> None:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=TINY_VOCAB_SIZE - len(LLAMA3_SPECIAL_TOKENS),
+        special_tokens=[],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_training_corpus(), trainer=trainer)
+    tok.add_special_tokens(list(LLAMA3_SPECIAL_TOKENS))
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|begin_of_text|>",
+        eos_token="<|eot_id|>",
+        pad_token="<|end_of_text|>",
+    )
+    fast.chat_template = LLAMA3_CHAT_TEMPLATE
+    fast.model_max_length = TINY_SHAPE["max_position_embeddings"]
+    fast.save_pretrained(out_dir)
+
+
+def build_tiny_model(out_dir: Path | None = None, *, seed: int = 0, force: bool = False) -> Path:
+    """Write the tiny random-weight Llama model to ``out_dir`` (default ``models/tiny-llama``).
+
+    Built only when missing (or ``force``); takes a few seconds. Same seed, same bytes.
+    """
+    out_dir = Path(out_dir or tiny_model_dir())
+    marker = out_dir / _TINY_MARKER
+    if marker.exists() and not force:
+        return out_dir
+    try:
+        import torch
+        from transformers import LlamaConfig, LlamaForCausalLM
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise SetupError(
+            f"building the tiny model needs torch and transformers ({exc}); run `make setup` first"
+        ) from exc
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _train_tokenizer(out_dir)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(out_dir)
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|eot_id|>"),
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+        torch_dtype="float32",
+        **TINY_SHAPE,
+    )
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    marker.write_text(json.dumps({"seed": seed, "shape": TINY_SHAPE}, indent=2) + "\n")
+    return out_dir
+
+
+# --------------------------------------------------------------------------- hub
+
+
+def read_token(env_file: Path | str | None = None) -> str | None:
+    """The hub token from the environment or from a ``.env`` file (``KEY=value`` lines)."""
+    for name in TOKEN_VARIABLES:
+        if os.environ.get(name):
+            return os.environ[name].strip()
+    path = Path(env_file) if env_file else project_root() / ".env"
+    if not path.is_file():
+        return None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep and key.strip().removeprefix("export ").strip() in TOKEN_VARIABLES:
+            value = value.strip().strip("'\"")
+            if value:
+                return value
+    return None
+
+
+def local_dir_for(repo_id: str, models_dir: Path | None = None) -> Path:
+    return Path(models_dir or default_models_dir()) / repo_id.split("/")[-1]
+
+
+def is_complete(model_dir: Path) -> bool:
+    """A model folder is usable when it has a config, a tokenizer and weights."""
+    model_dir = Path(model_dir)
+    has_weights = any(model_dir.glob("*.safetensors")) or any(model_dir.glob("*.bin"))
+    return (model_dir / "config.json").is_file() and (
+        (model_dir / "tokenizer.json").is_file() or (model_dir / "tokenizer.model").is_file()
+    ) and has_weights
+
+
+def _scrub(text: str, token: str | None) -> str:
+    return text.replace(token, "***") if token else text
+
+
+def download_model(
+    repo_id: str = LLAMA3_REPO_ID,
+    models_dir: Path | None = None,
+    *,
+    token: str | None = None,
+    env_file: Path | None = None,
+    revision: str | None = None,
+    endpoint: str | None = None,
+    allow_patterns: Iterable[str] = ("*.json", "*.safetensors", "tokenizer*"),
+    progress: Callable[[str], None] | None = print,
+) -> Path:
+    """Fetch ``repo_id`` from the hub into ``models/<name>`` unless it is already complete.
+
+    ``endpoint`` points huggingface_hub at another hub (a mirror, or a local
+    hub-style server in tests). Errors never contain the token.
+    """
+    if not repo_id or repo_id.count("/") != 1:
+        raise ConfigError(f"model id {repo_id!r} is not of the form 'owner/name' (e.g. {LLAMA3_REPO_ID})")
+    target = local_dir_for(repo_id, models_dir)
+    if is_complete(target):
+        if progress:
+            progress(f"model {repo_id} already in {target}")
+        return target
+    token = token or read_token(env_file)
+    if token is None:
+        raise SetupError(
+            f"{repo_id} is gated on the Hugging Face hub and no token was found: create a .env file "
+            "with the line HUGGINGFACE_HUB_TOKEN=<your token> (request access to the model first), "
+            f"or put the model files into {target}"
+        )
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.utils import HfHubHTTPError
+    except ImportError as exc:  # pragma: no cover
+        raise SetupError("huggingface_hub is missing; run `make setup`") from exc
+
+    if progress:
+        progress(f"downloading {repo_id} into {target} (progress bars below)")
+    try:
+        snapshot_download(
+            repo_id,
+            revision=revision,
+            local_dir=target,
+            token=token,
+            endpoint=endpoint,
+            allow_patterns=list(allow_patterns),
+        )
+    except HfHubHTTPError as exc:
+        raise SetupError(
+            f"download of {repo_id} failed: {_scrub(str(exc), token)} — check that the token in .env "
+            "is valid and has been granted access to the model"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise SetupError(f"download of {repo_id} failed: {_scrub(str(exc), token)}") from None
+    if not is_complete(target):
+        raise SetupError(
+            f"{repo_id} downloaded into {target} but config/tokenizer/weights are missing; "
+            "delete the folder and try again"
+        )
+    return target

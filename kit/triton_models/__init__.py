@@ -1,0 +1,14 @@
+"""Triton Python models of the kit (imported only inside Triton's Python stub).
+
+The ``model.py`` files in a model repository are thin shims over these
+modules. Importing this package switches the embedded interpreter to UTF-8:
+Triton's stub starts it with the C locale, under which importing torch/vLLM
+fails with ``UnicodeDecodeError: 'ascii' codec``.
+"""
+
+import locale
+
+try:
+    locale.setlocale(locale.LC_ALL, "C.UTF-8")
+except locale.Error:  # pragma: no cover - every glibc system has C.UTF-8
+    pass

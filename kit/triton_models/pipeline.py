@@ -1,0 +1,178 @@
+"""``llama_bls_ensemble``: the guarded pipeline as a decoupled Python model using BLS.
+
+input guard → ``llama3-8b-instruct`` (streamed through BLS) → streaming censor → client.
+
+In ``async`` mode ``execute`` only hands each request to a worker thread and
+returns, so the next request is accepted at once and every request waits on
+the LLM concurrently (the engine batches them). In ``blocking`` mode each
+request is handled to the end inside ``execute``: one at a time per instance,
+which reproduces the original showcase's flat throughput for comparison.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from kit.exceptions import RequestError
+from kit.guardrails import Guard
+from kit.pipeline import PromptFormatter, check_request, llm_sampling_json
+from kit.triton_models import tensors
+from kit.triton_models.engine_metrics import close_metrics
+
+MAX_WORKERS = 1024
+CANCEL_CHECK_S = 0.05
+
+
+def _params(model_config: dict) -> dict[str, str]:
+    return {k: v.get("string_value", "") for k, v in model_config.get("parameters", {}).items()}
+
+
+def guard_from_parameters(params: dict[str, str]) -> Guard:
+    return Guard(
+        extra_words=json.loads(params.get("extra_words") or "[]"),
+        allow_words=json.loads(params.get("allow_words") or "[]"),
+    )
+
+
+class GuardMetrics:
+    """Guard counters on Triton's metrics port, labelled by model."""
+
+    def __init__(self, model: str):
+        self.families = []  # Triton needs each family to outlive its metrics
+
+        def counter(name, description):
+            family = pb_utils.MetricFamily(name=name, description=description, kind=pb_utils.MetricFamily.COUNTER)
+            self.families.append(family)
+            return family.Metric(labels={"model": model})
+
+        self.requests = counter("kit_guard_requests_total", "Requests seen by the guarded pipeline")
+        self.blocked = counter("kit_guard_prompts_blocked_total", "Prompts refused by the input guard")
+        self.censored = counter("kit_guard_words_censored_total", "Words censored in model output")
+        self.guard_us = counter("kit_guard_time_us_total", "Time spent in the guard (input check + censor), µs")
+        self.errors = counter("kit_pipeline_errors_total", "Requests answered with an error")
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.model_config = json.loads(args["model_config"])
+        params = _params(self.model_config)
+        self.name = args["model_name"]
+        self.mode = params.get("bls_mode", "async")
+        self.llm_model = params.get("llm_model", "llama3-8b-instruct")
+        self.block_input = params.get("block_input", "true") == "true"
+        self.censor_output = params.get("censor_output", "true") == "true"
+        self.refusal = params.get("refusal") or "Sorry, I can't help with that."
+        self.guard = guard_from_parameters(params)
+        max_len = params.get("max_model_len") or None
+        self.formatter = PromptFormatter.load(params["tokenizer"], int(max_len) if max_len else None)
+        self.max_context = self.formatter.max_context
+        self.metrics = GuardMetrics(self.name)
+        self.pool = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="bls") if self.mode == "async" else None
+        pb_utils.Logger.log_info(f"{self.name}: bls_mode={self.mode}, context={self.max_context}")
+
+    def execute(self, requests):
+        for request in requests:
+            sender = request.get_response_sender()
+            if self.pool is None:
+                self._handle(request, sender)
+            else:
+                self.pool.submit(self._handle, request, sender)
+        return None
+
+    # ------------------------------------------------------------------ one request
+    def _respond(self, text: str, blocked: bool, censored: int):
+        return pb_utils.InferenceResponse(output_tensors=[
+            tensors.bytes_tensor("text_output", [text]),
+            pb_utils.Tensor("input_blocked", np.array([blocked], dtype=np.bool_)),
+            pb_utils.Tensor("censored_words", np.array([censored], dtype=np.int32)),
+        ])
+
+    def _handle(self, request, sender) -> None:
+        """Answer one request completely; every path ends with a final flag."""
+        self.metrics.requests.increment(1)
+        try:
+            req = check_request(
+                tensors.text(request, "text_input"),
+                stream=tensors.flag(request, "stream"),
+                max_tokens=tensors.integer(request, "max_tokens"),
+                sampling_json=tensors.optional(request, "sampling_parameters"),
+                prompt_is_formatted=tensors.flag(request, "prompt_is_formatted"),
+                max_context=self.max_context,
+            )
+            started = time.perf_counter()
+            blocked = self.block_input and self.guard.is_profane(req.prompt)
+            self.metrics.guard_us.increment((time.perf_counter() - started) * 1e6)
+            if blocked:
+                self.metrics.blocked.increment(1)
+                sender.send(self._respond(self.refusal, True, 0), flags=tensors.FINAL)
+                return
+            prompt = self.formatter.format(req)
+            self._generate(req, prompt, sender)
+        except RequestError as exc:
+            self.metrics.errors.increment(1)
+            tensors.send_error(sender, str(exc))
+        except Exception as exc:  # noqa: BLE001 - a bug must not leave the client waiting
+            self.metrics.errors.increment(1)
+            pb_utils.Logger.log_error(f"{self.name}: request failed: {exc!r}")
+            tensors.send_error(sender, f"pipeline failed: {exc}", pb_utils.TritonError.INTERNAL)
+
+    def _generate(self, req, prompt: str, sender) -> None:
+        llm_request = pb_utils.InferenceRequest(
+            model_name=self.llm_model,
+            inputs=[
+                pb_utils.Tensor("text_input", np.array([prompt.encode("utf-8")], dtype=np.object_)),
+                pb_utils.Tensor("stream", np.array([True], dtype=np.bool_)),
+                pb_utils.Tensor("sampling_parameters", np.array([llm_sampling_json(req).encode()], dtype=np.object_)),
+                pb_utils.Tensor("exclude_input_in_output", np.array([True], dtype=np.bool_)),
+            ],
+            requested_output_names=["text_output"],
+        )
+        censor = self.guard.stream() if self.censor_output else None
+        collected: list[str] = []
+        reported = 0
+        last_check = time.monotonic()
+        responses = llm_request.exec(decoupled=True)
+        for response in responses:
+            if response.has_error():
+                self.metrics.errors.increment(1)
+                tensors.send_error(sender, f"{self.llm_model}: {response.error().message()}")
+                return
+            now = time.monotonic()
+            if now - last_check > CANCEL_CHECK_S:
+                last_check = now
+                if sender.is_cancelled():
+                    responses.cancel()
+                    tensors.send_error(sender, "request cancelled", pb_utils.TritonError.CANCELLED)
+                    return
+            out = pb_utils.get_output_tensor_by_name(response, "text_output")
+            if out is None:
+                continue  # the empty final response of a decoupled stream
+            delta = b"".join(out.as_numpy().reshape(-1)).decode("utf-8", errors="replace")
+            if censor is not None:
+                started = time.perf_counter()
+                delta = censor.feed(delta)
+                self.metrics.guard_us.increment((time.perf_counter() - started) * 1e6)
+            if req.stream:
+                if delta:
+                    count = censor.censored - reported if censor else 0
+                    reported += count
+                    sender.send(self._respond(delta, False, count))
+            else:
+                collected.append(delta)
+        tail = censor.close() if censor else ""
+        total = censor.censored if censor else 0
+        self.metrics.censored.increment(total)
+        if req.stream:
+            sender.send(self._respond(tail, False, total - reported), flags=tensors.FINAL)
+        else:
+            sender.send(self._respond("".join(collected) + tail, False, total), flags=tensors.FINAL)
+
+    def finalize(self):
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+        close_metrics(self.metrics)

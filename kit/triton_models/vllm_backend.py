@@ -1,0 +1,174 @@
+"""The kit's vLLM backend: a decoupled Triton Python model over vLLM's ``AsyncLLM``.
+
+It follows the public contract of NVIDIA's vLLM backend, so one model
+repository (``config.pbtxt`` with ``backend: "vllm"`` and engine arguments in
+``1/model.json``) serves on NVIDIA's image and on the pip-installed server:
+
+* inputs ``text_input`` (required), ``stream``, ``sampling_parameters`` (JSON),
+  ``exclude_input_in_output``, ``return_finish_reason``, ``return_num_output_tokens``;
+* outputs ``text_output`` (+ ``finish_reason``, ``num_output_tokens`` when asked);
+* one engine per model instance, running on an asyncio loop in a background
+  thread: ``execute`` only validates and schedules, so any number of requests
+  are in flight at once and vLLM batches them continuously;
+* a cancelled request aborts its vLLM request; a bad request gets an
+  ``INVALID_ARG`` error and the model keeps serving;
+* with ``REPORT_CUSTOM_METRICS`` the engine's statistics appear on Triton's
+  metrics port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import uuid
+from pathlib import Path
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from kit import sampling
+from kit.exceptions import RequestError
+from kit.triton_models import tensors
+from kit.triton_models.engine_metrics import EngineMetrics
+
+
+def _parameter(model_config: dict, key: str, default: str = "") -> str:
+    return model_config.get("parameters", {}).get(key, {}).get("string_value", default)
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.model_config = json.loads(args["model_config"])
+        if not pb_utils.using_decoupled_model_transaction_policy(self.model_config):
+            raise pb_utils.TritonModelException(
+                "the vllm backend needs `model_transaction_policy { decoupled: true }` in config.pbtxt"
+            )
+        self.logger = pb_utils.Logger
+        model_json = Path(args["model_repository"]) / args["model_version"] / "model.json"
+        engine_json = json.loads(model_json.read_text())
+        report = _parameter(self.model_config, "REPORT_CUSTOM_METRICS").lower() in ("true", "1", "yes")
+        if report:
+            engine_json["disable_log_stats"] = False
+        self.metrics = EngineMetrics({"model": args["model_name"], "version": args["model_version"]}) if report else None
+
+        self._pin_device(args)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="vllm-engine-loop", daemon=True)
+        self.thread.start()
+        self.engine = asyncio.run_coroutine_threadsafe(self._create_engine(engine_json), self.loop).result()
+        self.max_context = self.engine.model_config.max_model_len
+        self.in_flight: set[str] = set()
+        self.logger.log_info(f"vLLM engine ready for {engine_json.get('model')} (context {self.max_context})")
+
+    def _pin_device(self, args) -> None:
+        """With ``KIND_GPU`` instances, each instance's engine runs on its own GPU."""
+        if args.get("model_instance_kind") == "GPU" and "tensor_parallel_size" not in os.environ:
+            os.environ["CUDA_VISIBLE_DEVICES"] = str(args["model_instance_device_id"])
+
+    async def _create_engine(self, engine_json: dict):
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        try:
+            engine_args = AsyncEngineArgs(**engine_json)
+        except TypeError as exc:
+            raise pb_utils.TritonModelException(f"model.json has an invalid engine argument: {exc}") from None
+        loggers = [self.metrics.logger_factory()] if self.metrics else None
+        return AsyncLLM.from_engine_args(engine_args, stat_loggers=loggers)
+
+    # ------------------------------------------------------------------ requests
+    def execute(self, requests):
+        for request in requests:
+            sender = request.get_response_sender()
+            try:
+                job = self._parse(request)
+            except RequestError as exc:
+                tensors.send_error(sender, str(exc))
+                continue
+            except Exception as exc:  # noqa: BLE001 - never let one request kill the stub
+                tensors.send_error(sender, f"could not read the request: {exc}")
+                continue
+            asyncio.run_coroutine_threadsafe(self._generate(job, sender), self.loop)
+        return None
+
+    def _parse(self, request) -> dict:
+        prompt = tensors.text(request, "text_input")
+        stream = tensors.flag(request, "stream")
+        exclude = tensors.optional(request, "exclude_input_in_output")
+        if stream and exclude is not None and not bool(exclude):
+            raise RequestError("streaming returns only new text: drop exclude_input_in_output or set it true")
+        params = sampling.parse(tensors.optional(request, "sampling_parameters"), max_context=self.max_context)
+        return {
+            "prompt": prompt,
+            "stream": stream,
+            # NVIDIA's contract: without streaming the prompt is prepended unless excluded
+            "prepend_prompt": not stream and not (exclude is not None and bool(exclude)),
+            "params": params,
+            "finish_reason": tensors.flag(request, "return_finish_reason"),
+            "num_output_tokens": tensors.flag(request, "return_num_output_tokens"),
+        }
+
+    def _response(self, job: dict, outputs, texts: list[str]):
+        out = [tensors.bytes_tensor("text_output", texts)]
+        if job["finish_reason"]:
+            out.append(tensors.bytes_tensor("finish_reason", [str(o.finish_reason) for o in outputs]))
+        if job["num_output_tokens"]:
+            counts = np.array([len(o.token_ids) for o in outputs], dtype=np.uint32)
+            out.append(pb_utils.Tensor("num_output_tokens", counts))
+        return pb_utils.InferenceResponse(output_tensors=out)
+
+    async def _generate(self, job: dict, sender) -> None:
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        request_id = uuid.uuid4().hex
+        finished = False
+        try:
+            kind = RequestOutputKind.DELTA if job["stream"] else RequestOutputKind.FINAL_ONLY
+            try:
+                params = SamplingParams(**job["params"], output_kind=kind)
+            except (ValueError, TypeError) as exc:
+                raise RequestError(f"invalid sampling parameters: {exc}") from None
+            self.in_flight.add(request_id)
+            async for output in self.engine.generate(job["prompt"], params, request_id):
+                if sender.is_cancelled():
+                    await self.engine.abort(request_id)
+                    tensors.send_error(sender, "request cancelled", pb_utils.TritonError.CANCELLED)
+                    finished = True
+                    return
+                texts = [o.text for o in output.outputs]
+                if job["prepend_prompt"]:
+                    texts = [job["prompt"] + t for t in texts]
+                flags = tensors.FINAL if output.finished else 0
+                if job["stream"] or output.finished:
+                    sender.send(self._response(job, output.outputs, texts), flags=flags)
+                finished = finished or output.finished
+        except RequestError as exc:
+            tensors.send_error(sender, str(exc))
+            finished = True
+        except ValueError as exc:  # vLLM's own input validation (prompt too long, ...)
+            tensors.send_error(sender, f"vLLM rejected the request: {exc}")
+            finished = True
+        except Exception as exc:  # noqa: BLE001
+            self.logger.log_error(f"request {request_id} failed: {exc!r}")
+            tensors.send_error(sender, f"generation failed: {exc}", pb_utils.TritonError.INTERNAL)
+            finished = True
+        finally:
+            self.in_flight.discard(request_id)
+            if not finished:  # every path must end the response stream
+                try:
+                    await self.engine.abort(request_id)
+                finally:
+                    sender.send(flags=tensors.FINAL)
+
+    def finalize(self):
+        self.logger.log_info("shutting down the vLLM engine")
+        try:
+            self.engine.shutdown()
+        finally:
+            if self.metrics is not None:
+                self.metrics.close()
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout=10)
