@@ -45,7 +45,7 @@ from {module} import TritonPythonModel  # noqa: E402,F401
 
 
 def _param(key: str, value) -> str:
-    return f'parameters: {{ key: "{key}" value: {{ string_value: {json.dumps(str(value))} }} }}'
+    return f'parameters: {{ key: "{key}" value: {{ string_value: {json.dumps(str(value), ensure_ascii=False)} }} }}'
 
 
 def _tensor(name: str, dtype: str, dims: str, optional: bool = False) -> str:

@@ -50,11 +50,20 @@ def read_pins(pyproject: Path = ROOT / "pyproject.toml") -> dict[str, list[str]]
     except ImportError:  # Python 3.10
         pass
     pins: dict[str, list[str]] = {}
-    for key, body in re.findall(r'^(dependencies|[\w-]+)\s*=\s*\[(.*?)\]', text, flags=re.M | re.S):
-        name = "base" if key == "dependencies" else key
-        if name in pins or key in ("requires", "testpaths", "markers", "include"):
-            continue
-        pins[name] = re.findall(r'"([^"]+)"', re.sub(r"#.*", "", body))
+    current = None
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        start = re.match(r"^([\w-]+)\s*=\s*\[(.*)$", line)
+        if start and current is None:
+            name = "base" if start.group(1) == "dependencies" else start.group(1)
+            current = pins.setdefault(name, [])
+            line = start.group(2)
+        if current is not None:
+            current.extend(re.findall(r'"([^"]+)"', line))
+            if line.endswith("]") and not line.endswith("[all]"):
+                current = None
+    keep = {"base"} | set(re.findall(r"^([\w-]+)\s*=\s*\[", text.split("[project.optional-dependencies]")[-1].split("\n[")[0], re.M))
+    return {k: v for k, v in pins.items() if k in keep}
     return pins
 
 

@@ -1,0 +1,92 @@
+"""Shared fixtures: one real Triton server (tiny model, CPU vLLM) for the whole test session.
+
+Set ``KIT_TEST_HTTP_URL`` and ``KIT_TEST_GRPC_URL`` to test a server that is
+already running (the Docker test compose does this) instead of starting one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from kit.client import Client
+from kit.config import LLM_MODEL, PIPELINE_MODEL
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class ServerHandle:
+    """What tests need of a running server: URLs, clients, statistics, metrics."""
+
+    def __init__(self, http_url: str, grpc_url: str, metrics_url: str, repository: Path | None, server=None):
+        self.http_url = http_url
+        self.grpc_url = grpc_url
+        self.metrics_url = metrics_url
+        self.repository = repository
+        self.server = server
+
+    def client(self, model: str = PIPELINE_MODEL, **kwargs) -> Client:
+        return Client(self.grpc_url, self.http_url, model=model, **kwargs)
+
+    def inference_count(self, model: str = LLM_MODEL) -> int:
+        with urllib.request.urlopen(f"{self.http_url}/v2/models/{model}/stats", timeout=10) as resp:
+            stats = json.loads(resp.read())["model_stats"]
+        return sum(int(s.get("inference_count", 0)) for s in stats)
+
+    def metrics(self) -> dict[str, float]:
+        """Triton's Prometheus metrics as ``'name{labels}' → value``."""
+        with urllib.request.urlopen(f"{self.metrics_url}/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                key, _, value = line.rpartition(" ")
+                out[key] = float(value)
+        return out
+
+    def metric(self, name: str, **labels) -> float:
+        total = 0.0
+        for key, value in self.metrics().items():
+            if key.split("{")[0] == name and all(f'{k}="{v}"' in key for k, v in labels.items()):
+                total += value
+        return total
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.http_url}/v2/health/ready", timeout=5) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> Path:
+    from kit.models import build_tiny_model
+
+    return build_tiny_model()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory, tiny_model) -> ServerHandle:
+    """The session's real server: CPU repository with the blocking variant, started once."""
+    external = os.environ.get("KIT_TEST_HTTP_URL")
+    if external:
+        grpc = os.environ.get("KIT_TEST_GRPC_URL", "grpc://127.0.0.1:8001")
+        metrics = os.environ.get("KIT_TEST_METRICS_URL", external.rsplit(":", 1)[0] + ":8002")
+        yield ServerHandle(external, grpc, metrics, None)
+        return
+    from kit import repository
+    from kit.config import DeploymentConfig
+    from kit.server import Server
+
+    repo = repository.build(DeploymentConfig.cpu_default(tiny_model), tmp_path_factory.mktemp("repo") / "model_repository")
+    srv = Server(repo, log_file=tmp_path_factory.mktemp("logs") / "tritonserver.log")
+    srv.start()
+    try:
+        yield ServerHandle(srv.endpoints.http_url, srv.endpoints.grpc_url, srv.endpoints.metrics_url, repo, srv)
+    finally:
+        srv.stop()

@@ -1,0 +1,112 @@
+"""The kit's vLLM backend on the real server with the real (CPU) vLLM engine."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from kit.client import Client
+from kit.config import LLM_MODEL
+from kit.exceptions import InferenceError
+
+pytestmark = pytest.mark.integration
+
+GREEDY = {"temperature": 0, "max_tokens": 24, "ignore_eos": True}
+
+
+def test_non_streaming_generate_returns_text(server):
+    """A plain request is answered with generated text and the requested number of tokens."""
+    result = server.client(LLM_MODEL).generate("Hello there", sampling=GREEDY)
+    assert result.text
+    assert result.chunks == 1
+
+
+def test_streaming_deltas_add_up_to_the_non_streaming_text(server):
+    """At temperature 0 the streamed deltas concatenate to exactly the non-streaming answer."""
+    client = server.client(LLM_MODEL)
+    whole = client.generate("Tell me about Triton", sampling=GREEDY)
+    deltas = [d.text for d in client.stream("Tell me about Triton", sampling=GREEDY)]
+    assert len([d for d in deltas if d]) > 1
+    assert "".join(deltas) == whole.text
+
+
+def test_http_generate_prepends_the_prompt_unless_excluded(server):
+    """Over HTTP `generate`, NVIDIA's contract: the prompt is prepended when not excluded."""
+    import urllib.request
+
+    body = {"text_input": "Prefix check", "sampling_parameters": json.dumps(GREEDY)}
+    req = urllib.request.Request(f"{server.http_url}/v2/models/{LLM_MODEL}/generate", data=json.dumps(body).encode())
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        answer = json.loads(resp.read())
+    assert answer["text_output"].startswith("Prefix check")
+
+
+def test_finish_reason_and_token_count_when_asked(server):
+    """return_finish_reason / return_num_output_tokens add those outputs."""
+    import numpy as np
+    import tritonclient.grpc as grpcclient
+
+    from kit.client import grpc_inputs
+
+    client = grpcclient.InferenceServerClient(server.grpc_url.removeprefix("grpc://"))
+    answers = []
+    client.start_stream(callback=lambda result, error: answers.append((result, error)))
+    inputs = grpc_inputs({
+        "text_input": "count", "sampling_parameters": json.dumps(GREEDY),
+        "return_finish_reason": True, "return_num_output_tokens": True,
+    })
+    client.async_stream_infer(LLM_MODEL, inputs)
+    client.stop_stream()  # waits for the outstanding request
+    client.close()
+    result, error = answers[-1]
+    assert error is None
+    assert result.as_numpy("finish_reason")[0] == b"length"
+    assert result.as_numpy("num_output_tokens").astype(np.int64).sum() == GREEDY["max_tokens"]
+
+
+def test_32_concurrent_requests_are_all_answered(server):
+    """Thirty-two requests in flight at once all complete (the engine batches them)."""
+    def one(i: int):
+        return server.client(LLM_MODEL).generate(f"request {i}", sampling={**GREEDY, "max_tokens": 16})
+
+    with ThreadPoolExecutor(32) as pool:
+        results = list(pool.map(one, range(32)))
+    assert len(results) == 32 and all(r.text for r in results)
+
+
+@pytest.mark.parametrize(
+    "inputs, message",
+    [
+        ({"text_input": "hi", "sampling_parameters": "{not json"}, "not valid JSON"),
+        ({"text_input": "hi", "sampling_parameters": json.dumps({"max_tokens": -1})}, "max_tokens"),
+        ({"text_input": "hi", "sampling_parameters": json.dumps({"temperature": "hot"})}, "temperature"),
+        ({"text_input": "hi", "sampling_parameters": json.dumps({"bogus": 1})}, "unknown sampling parameter"),
+        ({"text_input": b"\xff\xfe bad bytes"}, "UTF-8"),
+        ({"text_input": "hi", "sampling_parameters": json.dumps({"max_tokens": 10**6})}, "context"),
+        ({"text_input": "hi", "stream": True, "exclude_input_in_output": False}, "exclude_input_in_output"),
+    ],
+)
+def test_bad_requests_get_an_error_and_the_server_keeps_serving(server, inputs, message):
+    """Each malformed request is answered with an INVALID_ARG error naming the problem."""
+    client = Client(server.grpc_url, model=LLM_MODEL)
+    with pytest.raises(InferenceError, match=message):
+        list(client._grpc_stream(LLM_MODEL, inputs))
+    assert server.client(LLM_MODEL).generate("still alive?", sampling=GREEDY).text
+
+
+def test_missing_text_input_is_rejected_by_the_server(server):
+    """A request without text_input gets the server's own error, and serving continues."""
+    client = Client(server.grpc_url, model=LLM_MODEL)
+    with pytest.raises(InferenceError, match="text_input"):
+        list(client._grpc_stream(LLM_MODEL, {"stream": True}))
+    assert server.ready()
+
+
+def test_engine_metrics_are_exported(server):
+    """REPORT_CUSTOM_METRICS puts the engine's token and TTFT counters on the metrics port."""
+    server.client(LLM_MODEL).generate("metrics", sampling=GREEDY)
+    assert server.metric("vllm:generation_tokens_total", model=LLM_MODEL) >= GREEDY["max_tokens"]
+    assert server.metric("vllm:time_to_first_token_seconds_count", model=LLM_MODEL) >= 1
+    assert any(k.startswith("vllm:num_requests_running") for k in server.metrics())
