@@ -84,7 +84,7 @@ def server(tmp_path_factory, tiny_model) -> ServerHandle:
     from kit.server import Server
 
     repo = repository.build(DeploymentConfig.cpu_default(tiny_model), tmp_path_factory.mktemp("repo") / "model_repository")
-    srv = Server(repo, log_file=tmp_path_factory.mktemp("logs") / "tritonserver.log")
+    srv = Server(repo)  # log under .kit/logs/, kept after the run
     srv.start()
     try:
         yield ServerHandle(srv.endpoints.http_url, srv.endpoints.grpc_url, srv.endpoints.metrics_url, repo, srv)

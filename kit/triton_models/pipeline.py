@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -23,6 +24,7 @@ from kit.guardrails import Guard
 from kit.pipeline import PromptFormatter, check_request, llm_sampling_json
 from kit.triton_models import tensors
 from kit.triton_models.engine_metrics import close_metrics
+from kit.triton_models.vllm_backend import ABORT_PARAMETER, ID_PARAMETER
 
 MAX_WORKERS = 1024
 CANCEL_CHECK_S = 0.05
@@ -121,7 +123,24 @@ class TritonPythonModel:
             pb_utils.Logger.log_error(f"{self.name}: request failed: {exc!r}")
             tensors.send_error(sender, f"pipeline failed: {exc}", pb_utils.TritonError.INTERNAL)
 
+    def _cancel(self, responses, request_id: str) -> None:
+        """Cancel the LLM request and drain its responses (abandoning a BLS stream crashes the server)."""
+        if hasattr(responses, "cancel"):  # Triton ≥ 24.11
+            responses.cancel()
+        else:
+            abort = pb_utils.InferenceRequest(
+                model_name=self.llm_model,
+                inputs=[pb_utils.Tensor("text_input", np.array([b""], dtype=np.object_))],
+                requested_output_names=["text_output"],
+                parameters={ABORT_PARAMETER: request_id},
+            )
+            for _ in abort.exec(decoupled=True):
+                pass
+        for _ in responses:
+            pass
+
     def _generate(self, req, prompt: str, sender) -> None:
+        request_id = uuid.uuid4().hex
         llm_request = pb_utils.InferenceRequest(
             model_name=self.llm_model,
             inputs=[
@@ -131,39 +150,46 @@ class TritonPythonModel:
                 pb_utils.Tensor("exclude_input_in_output", np.array([True], dtype=np.bool_)),
             ],
             requested_output_names=["text_output"],
+            parameters={ID_PARAMETER: request_id},
         )
         censor = self.guard.stream() if self.censor_output else None
         collected: list[str] = []
         reported = 0
+        guard_s = 0.0
         last_check = time.monotonic()
         responses = llm_request.exec(decoupled=True)
-        for response in responses:
-            if response.has_error():
-                self.metrics.errors.increment(1)
-                tensors.send_error(sender, f"{self.llm_model}: {response.error().message()}")
-                return
-            now = time.monotonic()
-            if now - last_check > CANCEL_CHECK_S:
-                last_check = now
-                if sender.is_cancelled():
-                    responses.cancel()
-                    tensors.send_error(sender, "request cancelled", pb_utils.TritonError.CANCELLED)
+        try:
+            for response in responses:
+                if response.has_error():  # an error response is the stream's last
+                    self.metrics.errors.increment(1)
+                    tensors.send_error(sender, f"{self.llm_model}: {response.error().message()}")
                     return
-            out = pb_utils.get_output_tensor_by_name(response, "text_output")
-            if out is None:
-                continue  # the empty final response of a decoupled stream
-            delta = b"".join(out.as_numpy().reshape(-1)).decode("utf-8", errors="replace")
-            if censor is not None:
-                started = time.perf_counter()
-                delta = censor.feed(delta)
-                self.metrics.guard_us.increment((time.perf_counter() - started) * 1e6)
-            if req.stream:
-                if delta:
+                now = time.monotonic()
+                if now - last_check > CANCEL_CHECK_S:
+                    last_check = now
+                    if sender.is_cancelled():
+                        self._cancel(responses, request_id)
+                        tensors.send_error(sender, "request cancelled", pb_utils.TritonError.CANCELLED)
+                        return
+                out = pb_utils.get_output_tensor_by_name(response, "text_output")
+                if out is None:
+                    continue  # the empty final response of a decoupled stream
+                delta = b"".join(out.as_numpy().reshape(-1)).decode("utf-8", errors="replace")
+                if censor is not None:
+                    started = time.perf_counter()
+                    delta = censor.feed(delta)
+                    guard_s += time.perf_counter() - started
+                if not req.stream:
+                    collected.append(delta)
+                elif delta:
                     count = censor.censored - reported if censor else 0
                     reported += count
                     sender.send(self._respond(delta, False, count))
-            else:
-                collected.append(delta)
+        except BaseException:
+            self._cancel(responses, request_id)
+            raise
+        finally:
+            self.metrics.guard_us.increment(guard_s * 1e6)
         tail = censor.close() if censor else ""
         total = censor.censored if censor else 0
         self.metrics.censored.increment(total)

@@ -34,6 +34,18 @@ from kit.triton_models import tensors
 from kit.triton_models.engine_metrics import EngineMetrics
 
 
+ID_PARAMETER = "kit_request_id"
+ABORT_PARAMETER = "kit_abort"
+
+
+def _request_parameters(request) -> dict:
+    try:
+        value = json.loads(request.parameters() or "{}")
+    except (ValueError, AttributeError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def _parameter(model_config: dict, key: str, default: str = "") -> str:
     return model_config.get("parameters", {}).get(key, {}).get("string_value", default)
 
@@ -82,8 +94,15 @@ class TritonPythonModel:
     def execute(self, requests):
         for request in requests:
             sender = request.get_response_sender()
+            control = _request_parameters(request)
+            if ABORT_PARAMETER in control:
+                # A BLS caller cancelling one of its requests (Triton 2.51's BLS
+                # response iterators have no cancel()): abort it, then answer.
+                asyncio.run_coroutine_threadsafe(self._abort(str(control[ABORT_PARAMETER]), sender), self.loop)
+                continue
             try:
                 job = self._parse(request)
+                job["request_id"] = str(control.get(ID_PARAMETER) or uuid.uuid4().hex)
             except RequestError as exc:
                 tensors.send_error(sender, str(exc))
                 continue
@@ -92,6 +111,13 @@ class TritonPythonModel:
                 continue
             asyncio.run_coroutine_threadsafe(self._generate(job, sender), self.loop)
         return None
+
+    async def _abort(self, request_id: str, sender) -> None:
+        try:
+            if request_id in self.in_flight:
+                await self.engine.abort(request_id)
+        finally:
+            sender.send(flags=tensors.FINAL)
 
     def _parse(self, request) -> dict:
         prompt = tensors.text(request, "text_input")
@@ -123,7 +149,7 @@ class TritonPythonModel:
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
-        request_id = uuid.uuid4().hex
+        request_id = job["request_id"]
         finished = False
         try:
             kind = RequestOutputKind.DELTA if job["stream"] else RequestOutputKind.FINAL_ONLY
