@@ -99,6 +99,15 @@ def _stop(args) -> int:
     return 0
 
 
+def _restart(args) -> int:
+    from kit import server as srv
+
+    server = srv.restart_detached(timeout=args.timeout)
+    print("restarted:")
+    _print_urls(server.record())
+    return 0
+
+
 def _build(args) -> int:
     from kit import models, repository
 
@@ -183,6 +192,10 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("stop", help="stop the detached server and every process it started")
     s.set_defaults(func=_stop)
+
+    s = sub.add_parser("restart", help="stop the detached server and start it again (same repository and ports)")
+    s.add_argument("--timeout", type=float, default=900)
+    s.set_defaults(func=_restart)
 
     s = sub.add_parser("build", help="build a model repository (default: the CPU one under build/)")
     s.add_argument("--params", help="YAML parameters describing the deployment")

@@ -248,3 +248,98 @@ def download_model(
             "delete the folder and try again"
         )
     return target
+
+
+# --------------------------------------------------------------------------- benchmarking stand-in
+
+# Llama-3-8B-Instruct's published architecture (config.json of the hub repository).
+LLAMA3_8B_CONFIG = {
+    "architectures": ["LlamaForCausalLM"],
+    "attention_bias": False,
+    "attention_dropout": 0.0,
+    "bos_token_id": 128000,
+    "eos_token_id": 128009,
+    "hidden_act": "silu",
+    "hidden_size": 4096,
+    "initializer_range": 0.02,
+    "intermediate_size": 14336,
+    "max_position_embeddings": 8192,
+    "model_type": "llama",
+    "num_attention_heads": 32,
+    "num_hidden_layers": 32,
+    "num_key_value_heads": 8,
+    "pretraining_tp": 1,
+    "rms_norm_eps": 1e-05,
+    "rope_scaling": None,
+    "rope_theta": 500000.0,
+    "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16",
+    "use_cache": True,
+    "vocab_size": 128256,
+}
+LLAMA3_REGULAR_VOCAB = 128000
+
+
+def _llama3_special_tokens() -> list[str]:
+    """Llama-3's 256 special tokens in id order (128000 … 128255)."""
+    named = {0: "<|begin_of_text|>", 1: "<|end_of_text|>", 6: "<|start_header_id|>", 7: "<|end_header_id|>",
+             9: "<|eot_id|>"}
+    out, reserved = [], 0
+    for i in range(256):
+        if i in named:
+            out.append(named[i])
+        else:
+            out.append(f"<|reserved_special_token_{reserved}|>")
+            reserved += 1
+    return out
+
+
+def build_dummy_llama3(out_dir: Path | None = None) -> Path:
+    """A Llama-3-8B-Instruct-shaped model folder without weights, for ``load_format: dummy``.
+
+    vLLM fills the weights with random values, which runs at the real model's
+    speed: this is how GPU throughput is measured where the real weights
+    cannot be downloaded. The tokenizer is synthetic but has Llama-3's exact
+    vocabulary size, special-token ids and chat template, so every sampled
+    token decodes to visible text (pseudo-words) and the guard sees a
+    realistic stream of characters.
+    """
+    from tokenizers import Tokenizer, decoders, models as tok_models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    out_dir = Path(out_dir or default_models_dir() / "llama3-8b-dummy")
+    if (out_dir / "tokenizer.json").is_file() and (out_dir / "config.json").is_file():
+        return out_dir
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    merges: list[tuple[str, str]] = []
+    frontier = ["Ġ", *letters]  # "Ġ" is the byte-level form of a leading space
+    while len(vocab) < LLAMA3_REGULAR_VOCAB:
+        grown = []
+        for prefix in frontier:
+            for letter in letters:
+                token = prefix + letter
+                if token in vocab:
+                    continue
+                vocab[token] = len(vocab)
+                merges.append((prefix, letter))
+                grown.append(token)
+                if len(vocab) == LLAMA3_REGULAR_VOCAB:
+                    break
+            if len(vocab) == LLAMA3_REGULAR_VOCAB:
+                break
+        frontier = grown
+    tok = Tokenizer(tok_models.BPE(vocab=vocab, merges=merges))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(_llama3_special_tokens())
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>", pad_token="<|end_of_text|>"
+    )
+    fast.chat_template = LLAMA3_CHAT_TEMPLATE
+    fast.model_max_length = LLAMA3_8B_CONFIG["max_position_embeddings"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fast.save_pretrained(out_dir)
+    (out_dir / "config.json").write_text(json.dumps(LLAMA3_8B_CONFIG, indent=2) + "\n")
+    return out_dir

@@ -53,6 +53,9 @@ def deployment(params: Mapping[str, Any]) -> DeploymentConfig:
     for key in fields:
         if params.get(key) not in (None, ""):
             changes[key] = params[key]
+    if changes.get("model") and Path(changes["model"]).is_dir():
+        # model.json is read by a process with another working directory: make local paths absolute
+        changes["model"] = str(Path(changes["model"]).resolve())
     if params.get("engine_args"):
         if not isinstance(params["engine_args"], Mapping):
             raise ConfigError("engine_args must be a mapping of vLLM engine argument: value")

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
 from kit.exceptions import ServerError, SetupError
-from kit.models import project_root
+from kit.models import TOKEN_VARIABLES, project_root
 
 READY_TIMEOUT_S = 600.0
 STATE_FILE = "server.json"
@@ -81,7 +81,8 @@ def kit_pythonpath() -> list[str]:
     The stub starts an embedded interpreter that ignores ``PYTHONPATH`` and the
     virtual environment, so the models put these folders on ``sys.path`` themselves.
     """
-    paths = [str(project_root()), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+    extra = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]  # e.g. an offline bundle
+    paths = [str(project_root()), *extra, sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
     return list(dict.fromkeys(paths))
 
 
@@ -223,7 +224,7 @@ def kill_session(sid: int, timeout: float = 20.0) -> None:
 
 
 def _failure_lines(log_text: str, limit: int = 12) -> list[str]:
-    keys = ("error", "failed", "unavailable", "traceback", "exception")
+    keys = ("error", "failed", "unavailable", "traceback", "exception", "not healthy", "signal (")
     lines = [ln for ln in log_text.splitlines() if any(k in ln.lower() for k in keys)]
     lines = [ln for ln in lines if "NVML" not in ln and "DCGM" not in ln]
     return lines[-limit:]
@@ -293,6 +294,10 @@ class Server:
         # The stub ignores PYTHONPATH, but the worker processes vLLM spawns with the
         # base interpreter honour it: that is how they find the virtual environment.
         env["PYTHONPATH"] = os.pathsep.join([*kit_pythonpath(), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        # The kit downloads models before the server starts: the server never needs the hub
+        # token, so it is kept out of its environment (and out of every stub and engine process).
+        for name in TOKEN_VARIABLES:
+            env.pop(name, None)
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
         env.setdefault("PYTHONUNBUFFERED", "1")
         env.update(self.extra_env)
@@ -434,6 +439,30 @@ def pid_alive(pid: int | None) -> bool:
     return not stat.exists() or stat.read_text().rsplit(")", 1)[-1].split()[0] != "Z"
 
 
+def dead_stubs(state: dict, models: list[dict]) -> list[str]:
+    """READY models whose Python stub process is gone (Triton 2.51 keeps reporting them READY).
+
+    A stub's command line names its model's folder in the repository; a model
+    with no live stub cannot answer (requests fail with "Stub process ... is
+    not healthy") until the server is restarted.
+    """
+    pid = state.get("pid")
+    if not pid:
+        return []
+    repo = state.get("repository", "")
+    cmdlines = []
+    for proc in _session_processes(pid):
+        try:
+            cmdlines.append(Path(f"/proc/{proc}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            continue
+    stubs = [c for c in cmdlines if "triton_python_backend_stub" in c]
+    return [
+        m["name"] for m in models
+        if m.get("state") == "READY" and not any(f"{repo}/{m['name']}/" in c for c in stubs)
+    ]
+
+
 def status(state: dict | None = None) -> dict:
     """Health of the detached server: process, readiness, each model's state, recent error lines."""
     state = state or read_state()
@@ -442,7 +471,12 @@ def status(state: dict | None = None) -> dict:
     alive = pid_alive(state.get("pid"))
     models = repository_index(state["http_url"]) if alive else []
     ready = alive and is_ready(state["http_url"])
+    dead = dead_stubs(state, models) if alive else []
+    for model in models:
+        if model["name"] in dead:
+            model["state"], model["reason"] = "STUB DIED", "its Python stub process is gone; restart the server"
     not_ready = [m for m in models if m.get("state") != "READY"]
+    ready = ready and not dead
     report = {**state, "running": alive, "ready": ready, "models": models}
     log = Path(state.get("log", ""))
     errors = _failure_lines(log.read_text(errors="replace"), limit=5) if log.is_file() else []
@@ -455,6 +489,21 @@ def status(state: dict | None = None) -> dict:
         report["message"] = "ready"
     report["errors"] = errors
     return report
+
+
+def restart_detached(timeout: float = READY_TIMEOUT_S) -> Server:
+    """Stop the detached server and start it again on the same repository and ports."""
+    state = read_state()
+    if not state:
+        raise ServerError("no detached server to restart: start one with `python -m kit serve --detach`")
+    stop_detached()
+    port = lambda url: int(url.rsplit(":", 1)[1])  # noqa: E731
+    server = Server(state["repository"], http_port=port(state["http_url"]), grpc_port=port(state["grpc_url"]),
+                    metrics_port=port(state["metrics_url"]))
+    server.start(timeout=timeout)
+    write_state(server)
+    server.process = None  # detached: `python -m kit stop` ends it
+    return server
 
 
 def stop_detached() -> bool:
