@@ -12,6 +12,7 @@ which reproduces the original showcase's flat throughput for comparison.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +24,6 @@ from kit.exceptions import RequestError
 from kit.guardrails import Guard
 from kit.pipeline import PromptFormatter, check_request, llm_sampling_json
 from kit.triton_models import tensors
-from kit.triton_models.engine_metrics import close_metrics
 from kit.triton_models.vllm_backend import ABORT_PARAMETER, ID_PARAMETER
 
 MAX_WORKERS = 1024
@@ -42,21 +42,56 @@ def guard_from_parameters(params: dict[str, str]) -> Guard:
 
 
 class GuardMetrics:
-    """Guard counters on Triton's metrics port, labelled by model."""
+    """Guard counters on Triton's metrics port, labelled by model.
+
+    Worker threads only add to plain counters under a lock; one flusher thread
+    hands the totals to Triton twice a second. Triton 2.51's Python backend
+    crashed the server when many threads called the metric API at once.
+    """
+
+    NAMES = {
+        "requests": ("kit_guard_requests_total", "Requests seen by the guarded pipeline"),
+        "blocked": ("kit_guard_prompts_blocked_total", "Prompts refused by the input guard"),
+        "censored": ("kit_guard_words_censored_total", "Words censored in model output"),
+        "guard_us": ("kit_guard_time_us_total", "Time spent in the guard (input check + censor), µs"),
+        "errors": ("kit_pipeline_errors_total", "Requests answered with an error"),
+    }
+    FLUSH_S = 0.5
 
     def __init__(self, model: str):
         self.families = []  # Triton needs each family to outlive its metrics
-
-        def counter(name, description):
+        self.metrics = {}
+        for key, (name, description) in self.NAMES.items():
             family = pb_utils.MetricFamily(name=name, description=description, kind=pb_utils.MetricFamily.COUNTER)
             self.families.append(family)
-            return family.Metric(labels={"model": model})
+            self.metrics[key] = family.Metric(labels={"model": model})
+        self.pending = dict.fromkeys(self.NAMES, 0.0)
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="guard-metrics", daemon=True)
+        self.thread.start()
 
-        self.requests = counter("kit_guard_requests_total", "Requests seen by the guarded pipeline")
-        self.blocked = counter("kit_guard_prompts_blocked_total", "Prompts refused by the input guard")
-        self.censored = counter("kit_guard_words_censored_total", "Words censored in model output")
-        self.guard_us = counter("kit_guard_time_us_total", "Time spent in the guard (input check + censor), µs")
-        self.errors = counter("kit_pipeline_errors_total", "Requests answered with an error")
+    def add(self, key: str, value: float = 1) -> None:
+        with self.lock:
+            self.pending[key] += value
+
+    def flush(self) -> None:
+        with self.lock:
+            pending, self.pending = self.pending, dict.fromkeys(self.NAMES, 0.0)
+        for key, value in pending.items():
+            if value:
+                self.metrics[key].increment(value)
+
+    def _run(self) -> None:
+        while not self.stopped.wait(self.FLUSH_S):
+            self.flush()
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=5)
+        self.flush()
+        self.metrics.clear()  # the metrics before their families (the other order crashes the stub)
+        self.families.clear()
 
 
 class TritonPythonModel:
@@ -96,7 +131,7 @@ class TritonPythonModel:
 
     def _handle(self, request, sender) -> None:
         """Answer one request completely; every path ends with a final flag."""
-        self.metrics.requests.increment(1)
+        self.metrics.add("requests")
         try:
             req = check_request(
                 tensors.text(request, "text_input"),
@@ -108,18 +143,18 @@ class TritonPythonModel:
             )
             started = time.perf_counter()
             blocked = self.block_input and self.guard.is_profane(req.prompt)
-            self.metrics.guard_us.increment((time.perf_counter() - started) * 1e6)
+            self.metrics.add("guard_us", (time.perf_counter() - started) * 1e6)
             if blocked:
-                self.metrics.blocked.increment(1)
+                self.metrics.add("blocked")
                 sender.send(self._respond(self.refusal, True, 0), flags=tensors.FINAL)
                 return
             prompt = self.formatter.format(req)
             self._generate(req, prompt, sender)
         except RequestError as exc:
-            self.metrics.errors.increment(1)
+            self.metrics.add("errors")
             tensors.send_error(sender, str(exc))
         except Exception as exc:  # noqa: BLE001 - a bug must not leave the client waiting
-            self.metrics.errors.increment(1)
+            self.metrics.add("errors")
             pb_utils.Logger.log_error(f"{self.name}: request failed: {exc!r}")
             tensors.send_error(sender, f"pipeline failed: {exc}", pb_utils.TritonError.INTERNAL)
 
@@ -161,8 +196,11 @@ class TritonPythonModel:
         try:
             for response in responses:
                 if response.has_error():  # an error response is the stream's last
-                    self.metrics.errors.increment(1)
-                    tensors.send_error(sender, f"{self.llm_model}: {response.error().message()}")
+                    message = f"{self.llm_model}: {response.error().message()}"
+                    if response.error().code() != pb_utils.TritonError.INVALID_ARG:
+                        pb_utils.Logger.log_error(f"{self.name}: {message}")  # e.g. a dead stub, for `kit status`
+                    self.metrics.add("errors")
+                    tensors.send_error(sender, message)
                     return
                 now = time.monotonic()
                 if now - last_check > CANCEL_CHECK_S:
@@ -189,10 +227,10 @@ class TritonPythonModel:
             self._cancel(responses, request_id)
             raise
         finally:
-            self.metrics.guard_us.increment(guard_s * 1e6)
+            self.metrics.add("guard_us", guard_s * 1e6)
         tail = censor.close() if censor else ""
         total = censor.censored if censor else 0
-        self.metrics.censored.increment(total)
+        self.metrics.add("censored", total)
         if req.stream:
             sender.send(self._respond(tail, False, total - reported), flags=tensors.FINAL)
         else:
@@ -201,4 +239,4 @@ class TritonPythonModel:
     def finalize(self):
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
-        close_metrics(self.metrics)
+        self.metrics.close()

@@ -152,6 +152,10 @@ def test_guard_metrics_count_blocks_and_censored_words(server, profane_sampling)
     censored = server.metric("kit_guard_words_censored_total", model=PIPELINE_MODEL)
     server.client().generate("shit", max_tokens=4)
     result = server.client().generate("x", prompt_is_formatted=True, sampling=profane_sampling)
+    deadline = time.monotonic() + 5  # the pipeline hands its counters to Triton twice a second
+    while time.monotonic() < deadline and server.metric("kit_guard_prompts_blocked_total", model=PIPELINE_MODEL) == blocked:
+        time.sleep(0.1)
+    time.sleep(0.6)
     assert server.metric("kit_guard_prompts_blocked_total", model=PIPELINE_MODEL) == blocked + 1
     assert server.metric("kit_guard_words_censored_total", model=PIPELINE_MODEL) == censored + result.censored
     assert server.metric("kit_guard_time_us_total", model=PIPELINE_MODEL) > 0

@@ -1,0 +1,97 @@
+"""Faults and secrets on a server of this module's own (it is killed on purpose)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from kit import repository
+from kit import server as srv
+from kit.client import Client
+from kit.config import LLM_MODEL, DeploymentConfig
+from kit.exceptions import InferenceError
+
+pytestmark = pytest.mark.integration
+
+CANARY = "hf_CanaryFaultTest0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def detached(tmp_path_factory, tiny_model):
+    """A detached server (state in a temporary KIT_STATE_DIR) started with a canary token in the environment."""
+    state_dir = tmp_path_factory.mktemp("state")
+    env = {"KIT_STATE_DIR": str(state_dir), "HUGGINGFACE_HUB_TOKEN": CANARY}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    repo = repository.build(DeploymentConfig.cpu_default(tiny_model, blocking_variant=False, pipeline_instances=1),
+                            tmp_path_factory.mktemp("faults") / "model_repository")
+    server = srv.Server(repo)
+    server.start()
+    srv.write_state(server)
+    try:
+        yield server
+    finally:
+        srv.stop_detached()
+        server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _session_files(server) -> list[Path]:
+    return [Path(f"/proc/{pid}") for pid in srv._session_processes(server.pid)]
+
+
+def test_token_is_in_no_process_log_or_artefact(detached):
+    """The hub token never reaches the server's processes, their command lines, the log or the repository."""
+    client = Client(detached.endpoints.grpc_url)
+    assert client.generate("hello", max_tokens=4).text
+    for proc in _session_files(detached):
+        try:
+            assert CANARY.encode() not in (proc / "environ").read_bytes()
+            assert CANARY.encode() not in (proc / "cmdline").read_bytes()
+        except FileNotFoundError:
+            continue
+    listing = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert CANARY not in listing
+    assert CANARY not in detached.log_file.read_text(errors="replace")
+    for path in detached.repository.rglob("*"):
+        if path.is_file():
+            assert CANARY not in path.read_text(errors="replace")
+    assert CANARY not in srv.state_path().read_text()
+
+
+def test_default_bind_is_loopback(detached):
+    """Without --host, every endpoint binds 127.0.0.1 only."""
+    command = " ".join(detached.command())
+    for flag in ("--http-address=127.0.0.1", "--grpc-address=127.0.0.1", "--metrics-address=127.0.0.1"):
+        assert flag in command
+
+
+def test_status_reports_a_dead_vllm_stub_and_restart_recovers(detached):
+    """Killing the vLLM stub makes `kit status` say NOT READY with the reason; a restart serves again."""
+    assert srv.status()["ready"]
+    stubs = [
+        int(p.name) for p in _session_files(detached)
+        if f"{detached.repository}/{LLM_MODEL}/".encode() in (p / "cmdline").read_bytes()
+    ]
+    assert len(stubs) == 1, f"expected one stub process for the vLLM model, found {stubs}"
+    os.kill(stubs[0], signal.SIGKILL)
+    time.sleep(1)
+    with pytest.raises(InferenceError, match="not healthy|Stub"):
+        Client(detached.endpoints.grpc_url).generate("hello again", max_tokens=4)
+    report = srv.status()
+    assert not report["ready"]
+    assert "NOT READY" in report["message"] and LLM_MODEL in report["message"]
+    assert any("not healthy" in line for line in report["errors"])
+    restarted = srv.restart_detached()
+    assert srv.status()["ready"]
+    assert Client(restarted.endpoints.grpc_url).generate("back", max_tokens=4).text
+    assert restarted.endpoints == detached.endpoints  # clients keep their URLs
