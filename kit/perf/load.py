@@ -1,0 +1,451 @@
+"""A token-level load generator: closed-loop streaming gRPC clients on one asyncio loop.
+
+``perf_analyzer`` counts requests; a chat user feels tokens. This module keeps exactly
+``concurrency`` streaming requests in flight against any endpoint (the bare LLM, the
+guarded pipeline, the blocking pipeline) until ``requests`` have completed, and records
+for every request:
+
+* ``start_s`` (since the level started), ``ttft_s`` (first response carrying text),
+  ``latency_s`` (final response), ``chunks`` (responses with text), ``responses`` (all);
+* ``output_tokens``: every request asks for ``ignore_eos``, so a request that succeeds
+  generates exactly ``max_tokens`` tokens (chunks are counted too: a streamed response can
+  hold more than one token, or none when a token ends mid-character);
+* ``error``: the server's message, empty on success.
+
+:func:`summarize` turns those rows into one row per endpoint × concurrency × max_tokens:
+output tokens/s (all output tokens of the level ÷ its wall time, first start to last end),
+requests/s, TTFT percentiles, inter-token latency ``(latency − TTFT) / (output_tokens − 1)``
+and latency percentiles.
+
+>>> per_request, summary = sweep(url, {"direct": LLM_MODEL, "pipeline": PIPELINE_MODEL},
+...                              concurrencies=[1, 8], max_tokens_list=[64],
+...                              requests_per_level=16, prompts=default_prompts(16))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import threading
+import time
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from kit.client import grpc_inputs, request_inputs
+
+SWEEP_COLUMNS = [
+    "endpoint", "concurrency", "max_tokens", "requests", "output_tokens_per_s",
+    "ttft_p50_ms", "itl_mean_ms", "latency_p50_s", "errors",
+]
+EXTRA_SUMMARY_COLUMNS = [
+    "model", "requests_per_s", "ttft_p90_ms", "ttft_p99_ms", "itl_p50_ms", "latency_p90_s",
+    "latency_p99_s", "wall_s", "output_tokens", "chunks_mean",
+]
+REQUEST_COLUMNS = [
+    "endpoint", "model", "concurrency", "max_tokens", "request", "start_s", "ttft_s", "latency_s",
+    "chunks", "responses", "output_tokens", "output_chars", "blocked", "error",
+]
+DEFAULT_TIMEOUT_S = 300.0
+FINAL_PARAMETER = "triton_final_response"
+EMPTY_FINAL_PARAMETER = "triton_enable_empty_final_response"
+
+# --------------------------------------------------------------------------- prompts
+
+_QUESTIONS = (
+    "Explain how a hash map handles collisions, and when you would choose open addressing instead of chaining.",
+    "Summarise the main causes of the French Revolution for a student preparing for an exam.",
+    "Write a short, friendly email asking a colleague to review a pull request before Friday.",
+    "What are the trade-offs between batch size and latency when serving a language model on a GPU?",
+    "Describe the water cycle in simple terms, as if talking to a ten-year-old.",
+    "Give three practical tips for writing clear documentation for a command-line tool.",
+    "Compare TCP and UDP, and name one application that suits each of them.",
+    "Plan a three-day walking trip in the Lake District with a budget and a packing list.",
+    "How does compound interest work? Show a worked example over five years.",
+    "Suggest a weekly training plan for someone preparing for their first 10 km run.",
+    "What is the difference between a process and a thread in an operating system?",
+    "Write a haiku about autumn rain and then explain the imagery you chose.",
+    "List the steps to bake a simple loaf of bread, with timings for each step.",
+    "Why do transformers use positional encodings, and what alternatives exist?",
+    "Draft a polite reply declining a meeting invitation because of a schedule conflict.",
+    "Explain the idea behind continuous batching in an inference server.",
+)
+_FRAMES = (
+    "{q}",
+    "I am new to this topic. {q} Please keep the answer focused and well structured.",
+    "Context: I am writing internal notes for my team and want them accurate. {q}",
+    "{q} Finish with a one-sentence summary I could paste into a chat message.",
+)
+
+LLAMA3_USER_TEMPLATE = (
+    "<|start_header_id|>user<|end_header_id|>\n\n{content}<|eot_id|>"
+    "<|start_header_id|>assistant<|end_header_id|>\n\n"
+)
+
+
+def raw_prompts(n: int) -> list[str]:
+    """``n`` deterministic, varied user questions of realistic length (not chat-formatted)."""
+    if n < 1:
+        raise ValueError(f"n must be ≥ 1, got {n}")
+    combos = [frame.format(q=q) for frame in _FRAMES for q in _QUESTIONS]
+    return [combos[i % len(combos)] for i in range(n)]
+
+
+def default_prompts(n: int, tokenizer_path: str | Path | None = None) -> list[str]:
+    """``n`` chat-formatted prompts, ready to send with ``prompt_is_formatted=True``.
+
+    With ``tokenizer_path`` (the served model's folder) the model's own chat template is
+    applied exactly as the pipeline would apply it; otherwise Llama-3's published format is
+    written out (without ``<|begin_of_text|>``, which the engine's tokenizer adds). The same
+    text then goes to the direct LLM and through the pipeline: the same requests for both.
+    """
+    questions = raw_prompts(n)
+    if tokenizer_path is not None:
+        try:
+            from kit.pipeline import PipelineRequest, PromptFormatter
+
+            formatter = PromptFormatter.load(str(tokenizer_path))
+            return [
+                formatter.format(PipelineRequest(prompt=q, stream=True, sampling={"max_tokens": 1}))
+                for q in questions
+            ]
+        except Exception as exc:  # noqa: BLE001 - a missing tokenizer only changes the template source
+            warnings.warn(f"could not apply the chat template of {tokenizer_path} ({exc}); "
+                          "using Llama-3's published format", stacklevel=2)
+    return [LLAMA3_USER_TEMPLATE.format(content=q) for q in questions]
+
+
+# --------------------------------------------------------------------------- one level
+
+
+def _text(result) -> str:
+    out = result.as_numpy("text_output")
+    if out is None:
+        return ""
+    return b"".join(bytes(t) if not isinstance(t, str) else t.encode() for t in out.reshape(-1)).decode(
+        "utf-8", errors="replace")
+
+
+def _flag(result, name: str) -> bool:
+    value = result.as_numpy(name)
+    return bool(value.reshape(-1)[0]) if value is not None and value.size else False
+
+
+def _is_final(result) -> bool:
+    params = result.get_response().parameters
+    return FINAL_PARAMETER in params and params[FINAL_PARAMETER].bool_param
+
+
+async def _one_request(client, model: str, inputs: list, request_id: str, timeout_s: float) -> dict[str, Any]:
+    """Send one streaming request and time its responses."""
+    from tritonclient.utils import InferenceServerException
+
+    async def single():
+        yield {"model_name": model, "inputs": inputs, "request_id": request_id,
+               "parameters": {EMPTY_FINAL_PARAMETER: True}}
+
+    record: dict[str, Any] = {"chunks": 0, "responses": 0, "output_chars": 0, "blocked": False, "error": ""}
+    marks: dict[str, float] = {}
+
+    calls: list = []
+
+    async def consume() -> None:
+        call = client.stream_infer(single())
+        calls.append(call)
+        async for result, error in call:  # read to the stream's end: the server closes it after the final
+            record["responses"] += 1
+            if error is not None:
+                record["error"] = error.message() or str(error)
+                return
+            if "final" in marks:
+                continue
+            text = _text(result)
+            if text:
+                marks.setdefault("first", time.perf_counter())
+                record["chunks"] += 1
+                record["output_chars"] += len(text)
+            record["blocked"] = record["blocked"] or _flag(result, "input_blocked")
+            if _is_final(result):
+                marks["final"] = time.perf_counter()
+
+    started = time.perf_counter()
+    try:
+        await asyncio.wait_for(consume(), timeout_s)
+    except asyncio.TimeoutError:
+        if "final" not in marks:
+            record["error"] = f"no final response within {timeout_s:.0f}s"
+    except InferenceServerException as exc:
+        record["error"] = exc.message() or str(exc)
+    except Exception as exc:  # noqa: BLE001 - grpc errors end one request, not the level
+        record["error"] = f"{type(exc).__name__}: {exc}"
+    if record["error"] and calls:
+        calls[0].cancel()
+    done = marks.get("final", time.perf_counter())
+    if not record["error"] and "final" not in marks:
+        record["error"] = "the stream ended without a final response"
+    record["start"] = started
+    record["ttft_s"] = marks["first"] - started if "first" in marks else np.nan
+    record["latency_s"] = done - started
+    return record
+
+
+async def _run_level_async(
+    grpc_url: str, model: str, *, concurrency: int, requests: int, max_tokens: int, prompts: Sequence[str],
+    prompt_is_formatted: bool, sampling: Mapping[str, Any] | None, progress: bool, endpoint: str,
+    timeout_s: float,
+) -> list[dict[str, Any]]:
+    import tritonclient.grpc.aio as aioclient
+    from tqdm.auto import tqdm
+
+    params = {"ignore_eos": True, **dict(sampling or {})}
+    payloads = [
+        request_inputs(model, prompts[i % len(prompts)], stream=True, max_tokens=max_tokens, sampling=params,
+                       prompt_is_formatted=prompt_is_formatted)
+        for i in range(requests)
+    ]
+    client = aioclient.InferenceServerClient(grpc_url.removeprefix("grpc://"))
+    rows: list[dict[str, Any]] = []
+    order = iter(range(requests))
+    bar = tqdm(total=requests, desc=f"{endpoint} c={concurrency} max_tokens={max_tokens}", unit="req",
+               disable=not progress, leave=False, file=sys.stderr)
+
+    async def worker() -> None:
+        for index in order:  # a shared iterator: each index is taken by exactly one worker
+            inputs = grpc_inputs(payloads[index])
+            record = await _one_request(client, model, inputs, f"{endpoint}-{index}-{uuid.uuid4().hex[:8]}",
+                                        timeout_s)
+            record["request"] = index
+            rows.append(record)
+            bar.update(1)
+
+    level_start = time.perf_counter()
+    try:
+        await asyncio.gather(*(worker() for _ in range(min(concurrency, requests))))
+    finally:
+        bar.close()
+        await client.close()
+    for row in rows:
+        row["start_s"] = row.pop("start") - level_start
+    return rows
+
+
+def _run_sync(coro_factory: Callable[[], Any]):
+    """Run a coroutine to completion, also from a thread that already runs a loop (Jupyter)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro_factory())
+    box: dict[str, Any] = {}
+
+    def target():
+        try:
+            box["value"] = asyncio.run(coro_factory())
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="kit-load", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def run_level(
+    grpc_url: str,
+    model: str,
+    *,
+    concurrency: int,
+    requests: int,
+    max_tokens: int,
+    prompts: Sequence[str],
+    prompt_is_formatted: bool = True,
+    sampling: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    endpoint: str | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> pd.DataFrame:
+    """``requests`` streaming requests to ``model``, ``concurrency`` at a time: one row per request.
+
+    Request ``i`` carries ``prompts[i % len(prompts)]``, so two endpoints measured with the
+    same arguments receive the same requests.
+    """
+    if concurrency < 1 or requests < 1 or max_tokens < 1:
+        raise ValueError(f"concurrency, requests and max_tokens must be ≥ 1 "
+                         f"(got {concurrency}, {requests}, {max_tokens})")
+    if not prompts:
+        raise ValueError("prompts is empty")
+    label = endpoint or model
+    rows = _run_sync(lambda: _run_level_async(
+        grpc_url, model, concurrency=concurrency, requests=requests, max_tokens=max_tokens, prompts=prompts,
+        prompt_is_formatted=prompt_is_formatted, sampling=sampling, progress=progress, endpoint=label,
+        timeout_s=timeout_s))
+    frame = pd.DataFrame(rows)
+    frame["endpoint"] = label
+    frame["model"] = model
+    frame["concurrency"] = int(concurrency)
+    frame["max_tokens"] = int(max_tokens)
+    ok = frame["error"] == ""
+    frame["output_tokens"] = np.where(ok & ~frame["blocked"], int(max_tokens), 0)
+    frame = frame.sort_values("request").reset_index(drop=True)
+    return frame[REQUEST_COLUMNS]
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+def _succeeded(frame: pd.DataFrame) -> pd.Series:
+    """Rows without an error (an empty message reads back from CSV as NaN)."""
+    errors = frame["error"]
+    return errors.isna() | (errors.astype(str).str.strip() == "")
+
+
+def inter_token_latency_s(per_request: pd.DataFrame) -> pd.Series:
+    """Per request ``(latency − TTFT) / (output_tokens − 1)``; NaN with fewer than two tokens."""
+    tokens = per_request["output_tokens"].astype(float)
+    spread = per_request["latency_s"] - per_request["ttft_s"]
+    return (spread / (tokens - 1)).where(tokens > 1)
+
+
+def _pct(values: pd.Series, q: float) -> float:
+    values = values.dropna()
+    return float(np.percentile(values, q)) if len(values) else float("nan")
+
+
+def summarize(per_request: pd.DataFrame) -> pd.DataFrame:
+    """One row per endpoint × concurrency × max_tokens, :data:`SWEEP_COLUMNS` first."""
+    if per_request is None or per_request.empty:
+        return pd.DataFrame(columns=SWEEP_COLUMNS + EXTRA_SUMMARY_COLUMNS)
+    frame = per_request.copy()
+    frame["_ok"] = _succeeded(frame)
+    frame["_itl_s"] = inter_token_latency_s(frame)
+    endpoints = list(dict.fromkeys(frame["endpoint"]))  # keep the order they were measured in
+    rows = []
+    for (endpoint, concurrency, max_tokens), group in frame.groupby(["endpoint", "concurrency", "max_tokens"],
+                                                                     sort=False):
+        ok = group[group["_ok"]]
+        wall = float((group["start_s"] + group["latency_s"]).max() - group["start_s"].min())
+        tokens = float(ok["output_tokens"].sum())
+        rows.append({
+            "endpoint": endpoint,
+            "concurrency": int(concurrency),
+            "max_tokens": int(max_tokens),
+            "requests": int(len(group)),
+            "output_tokens_per_s": tokens / wall if wall > 0 else float("nan"),
+            "ttft_p50_ms": _pct(ok["ttft_s"], 50) * 1e3,
+            "itl_mean_ms": float(ok["_itl_s"].mean()) * 1e3 if ok["_itl_s"].notna().any() else float("nan"),
+            "latency_p50_s": _pct(ok["latency_s"], 50),
+            "errors": int((~group["_ok"]).sum()),
+            "model": group["model"].iloc[0] if "model" in group else endpoint,
+            "requests_per_s": len(ok) / wall if wall > 0 else float("nan"),
+            "ttft_p90_ms": _pct(ok["ttft_s"], 90) * 1e3,
+            "ttft_p99_ms": _pct(ok["ttft_s"], 99) * 1e3,
+            "itl_p50_ms": _pct(ok["_itl_s"], 50) * 1e3,
+            "latency_p90_s": _pct(ok["latency_s"], 90),
+            "latency_p99_s": _pct(ok["latency_s"], 99),
+            "wall_s": wall,
+            "output_tokens": int(tokens),
+            "chunks_mean": float(ok["chunks"].mean()) if len(ok) else float("nan"),
+        })
+    summary = pd.DataFrame(rows)
+    summary["_order"] = summary["endpoint"].map({e: i for i, e in enumerate(endpoints)})
+    summary = summary.sort_values(["max_tokens", "concurrency", "_order"]).drop(columns="_order")
+    return summary[SWEEP_COLUMNS + EXTRA_SUMMARY_COLUMNS].reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- sweeps
+
+
+def _count(requests_per_level: int | Callable[[str, int], int], label: str, concurrency: int) -> int:
+    n = requests_per_level(label, concurrency) if callable(requests_per_level) else requests_per_level
+    return max(1, int(n))
+
+
+def save(per_request: pd.DataFrame, summary: pd.DataFrame, out_dir: Path | str) -> Path:
+    """Write ``requests.csv``, ``sweep.csv`` (:data:`SWEEP_COLUMNS` first) and ``sweep.json``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    per_request.to_csv(out / "requests.csv", index=False)
+    summary.to_csv(out / "sweep.csv", index=False)
+    records = json.loads(summary.to_json(orient="records"))
+    (out / "sweep.json").write_text(json.dumps(records, indent=2) + "\n")
+    return out
+
+
+def sweep(
+    grpc_url: str,
+    endpoints: Mapping[str, str],
+    *,
+    concurrencies: Sequence[int],
+    max_tokens_list: Sequence[int],
+    requests_per_level: int | Callable[[str, int], int],
+    prompts: Sequence[str],
+    out_dir: Path | str | None = None,
+    progress: bool = True,
+    prompt_is_formatted: bool = True,
+    sampling: Mapping[str, Any] | None = None,
+    warmup: int = 2,
+    rounds: int = 1,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every endpoint at every max_tokens × concurrency level, endpoints back to back per level.
+
+    ``endpoints`` maps a label (``direct``, ``pipeline``, ...) to a model name.
+    ``requests_per_level`` is a count or ``f(label, concurrency) -> count``. ``warmup``
+    requests per endpoint are sent first and not recorded. With ``rounds`` > 1 each level's
+    requests are split into that many slices and the endpoints take turns slice by slice, so
+    a passing disturbance (a busy neighbour on a shared machine) hits every endpoint alike
+    (an endpoint gets fewer slices when a slice would hold fewer requests than the
+    concurrency); the slices are joined end to end, so the level's wall time is the sum of
+    its slices'.
+    Request ``i`` carries the same prompt whatever the endpoint. Returns
+    ``(per_request, summary)`` and, with ``out_dir``, saves them (see :func:`save`).
+    """
+    if not endpoints:
+        raise ValueError("endpoints is empty; e.g. {'direct': 'llama3-8b-instruct'}")
+    if rounds < 1:
+        raise ValueError(f"rounds must be ≥ 1, got {rounds}")
+    options = dict(prompt_is_formatted=prompt_is_formatted, sampling=sampling, timeout_s=timeout_s)
+    for label, model in endpoints.items():
+        if warmup > 0:
+            run_level(grpc_url, model, concurrency=min(warmup, max(concurrencies)), requests=warmup,
+                      max_tokens=min(max_tokens_list), prompts=prompts, progress=False, endpoint=label, **options)
+    frames = []
+    for max_tokens, concurrency in [(int(mt), int(c)) for mt in max_tokens_list for c in concurrencies]:
+        counts = {label: _count(requests_per_level, label, concurrency) for label in endpoints}
+        # a slice never holds fewer requests than the concurrency, or the level would not reach it
+        parts = {label: max(1, min(rounds, n // concurrency)) for label, n in counts.items()}
+        slices: dict[str, list[pd.DataFrame]] = {label: [] for label in endpoints}
+        for turn in range(rounds):
+            for label, model in endpoints.items():
+                if turn >= parts[label]:
+                    continue
+                first, last = counts[label] * turn // parts[label], counts[label] * (turn + 1) // parts[label]
+                shifted = [prompts[(first + i) % len(prompts)] for i in range(len(prompts))]
+                frame = run_level(grpc_url, model, concurrency=concurrency, requests=last - first,
+                                  max_tokens=max_tokens, prompts=shifted, progress=progress, endpoint=label,
+                                  **options)
+                frame["request"] += first
+                slices[label].append(frame)
+        for label in endpoints:
+            offset = 0.0
+            for frame in slices[label]:
+                frame["start_s"] += offset
+                offset = float((frame["start_s"] + frame["latency_s"]).max())
+                frames.append(frame)
+    per_request = pd.concat(frames, ignore_index=True)
+    summary = summarize(per_request)
+    if out_dir is not None:
+        save(per_request, summary, out_dir)
+    return per_request, summary
+
+
+__all__ = [
+    "SWEEP_COLUMNS", "REQUEST_COLUMNS", "default_prompts", "raw_prompts", "run_level", "sweep", "summarize",
+    "inter_token_latency_s", "save",
+]
