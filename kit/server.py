@@ -283,6 +283,10 @@ class Server:
             f"--metrics-port={port(self.endpoints.metrics_url)}",
             # several servers may run at once: give each its own shared-memory names
             f"--backend-config=python,shm-region-prefix-name=kit{os.getpid()}_{port(self.endpoints.http_url)}_",
+            # every stub starts with 16 MB of shared memory for its messages (Triton's default is
+            # 1 MB, grown 1 MB at a time while hundreds of streams are in flight)
+            "--backend-config=python,shm-default-byte-size=16777216",
+            "--backend-config=python,shm-growth-byte-size=8388608",
             "--log-verbose=0",
             *self.extra_args,
         ]

@@ -27,7 +27,7 @@ from kit.triton_models import tensors
 from kit.triton_models.vllm_backend import ABORT_PARAMETER, ID_PARAMETER
 
 MAX_WORKERS = 1024
-CANCEL_CHECK_S = 0.05
+CANCEL_CHECK_S = 0.25  # each check is a round trip to the server process: keep them rare
 
 
 def _params(model_config: dict) -> dict[str, str]:
