@@ -95,3 +95,16 @@ def test_status_reports_a_dead_vllm_stub_and_restart_recovers(detached):
     assert srv.status()["ready"]
     assert Client(restarted.endpoints.grpc_url).generate("back", max_tokens=4).text
     assert restarted.endpoints == detached.endpoints  # clients keep their URLs
+
+
+def test_stop_leaves_no_process_behind(detached):
+    """`kit stop` ends the server, every stub and every vLLM engine process, and frees the ports."""
+    import socket
+
+    state = srv.read_state()
+    assert srv.stop_detached()
+    assert srv._session_processes(state["pid"]) == []
+    port = int(state["http_url"].rsplit(":", 1)[1])
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))  # raises if anything still listens there
+    assert srv.status()["running"] is False

@@ -1,5 +1,4 @@
-"""Integration tests of the performance kit against the session's real server: perf_analyzer
-through the guarded pipeline, and the token-level load generator through the LLM and the pipeline."""
+"""kit.perf against the live server: a tiny perf_analyzer sweep and a tiny load sweep."""
 
 from __future__ import annotations
 
