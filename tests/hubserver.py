@@ -62,15 +62,19 @@ def _handler(repo_id: str, folder: Path, token: str, seen: list):
             self.send_header("X-Repo-Commit", SHA)
             self.end_headers()
 
-        def do_HEAD(self):
-            if not self._authorised():
-                return
+        def _serve_file(self, with_body: bool) -> None:
             path = self._file()
             if path is None:
                 self.send_response(404)
                 self.end_headers()
                 return
             self._file_headers(path)
+            if with_body:
+                self.wfile.write(path.read_bytes())
+
+        def do_HEAD(self):
+            if self._authorised():
+                self._serve_file(with_body=False)
 
         def do_GET(self):
             if not self._authorised():
@@ -89,13 +93,7 @@ def _handler(repo_id: str, folder: Path, token: str, seen: list):
                     "siblings": [{"rfilename": p.name} for p in sorted(folder.iterdir()) if p.is_file()],
                 })
                 return
-            path = self._file()
-            if path is None:
-                self.send_response(404)
-                self.end_headers()
-                return
-            self._file_headers(path)
-            self.wfile.write(path.read_bytes())
+            self._serve_file(with_body=True)
 
     return Handler
 

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kit.client import Client, grpc_inputs, request_inputs
+from kit.client import grpc_inputs, request_inputs
 from kit.config import DEFAULT_REFUSAL, LLM_MODEL, PIPELINE_MODEL, POSTPROCESS_MODEL
 from kit.exceptions import InferenceError
 from kit.guardrails import Guard
