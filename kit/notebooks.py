@@ -92,7 +92,7 @@ def project_path(text: str | Path) -> Path:
 
     The notebooks run with ``notebooks/`` as their working directory (as in
     JupyterLab), but paths in parameters files and on the command line are
-    written from the root: ``benchmarks/results/h200``, ``models/tiny-llama``.
+    written from the root: ``benchmarks/results/h100``, ``models/tiny-llama``.
     """
     path = Path(text).expanduser()
     return path if path.is_absolute() else project_root() / path

@@ -377,9 +377,11 @@ TINY_RUN = {
 
 
 @pytest.mark.notebooks
-def test_demo_runs_every_notebook_against_the_session_server(attached_state, tmp_path):
+def test_demo_runs_every_notebook_against_the_session_server(attached_state, tmp_path, monkeypatch):
     """01→04 run with tiny settings against the session server: reports, offline plots, all guard cases pass, an index."""
     server = attached_state
+    canary = "hf_CanaryNotebookRun0123456789abcdef"
+    monkeypatch.setenv("HUGGINGFACE_HUB_TOKEN", canary)  # a hub token planted in every kernel's environment
     reports = tmp_path / "reports"
     run_dir = notebooks.demo(out_dir=reports, overrides={**TINY_RUN, "repository": str(tmp_path / "repo")},
                              progress=False)
@@ -407,3 +409,7 @@ def test_demo_runs_every_notebook_against_the_session_server(attached_state, tmp
     assert f"{guard['passed']} / {guard['cases']}" in index
     assert "case_max_tokens" in index  # the run's parameters
     assert f'href="{run_dir.name}/index.html"' in (reports / "index.html").read_text()
+    artefacts = [p for p in [*reports.rglob("*"), *(tmp_path / "repo").rglob("*")] if p.is_file()]
+    assert len(artefacts) > 8
+    leaked = [p for p in artefacts if canary.encode() in p.read_bytes()]
+    assert not leaked, f"the hub token appears in {leaked}"
