@@ -106,5 +106,6 @@ def test_stop_leaves_no_process_behind(detached):
     assert srv._session_processes(state["pid"]) == []
     port = int(state["http_url"].rsplit(":", 1)[1])
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", port))  # raises if anything still listens there
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # closed connections may linger in TIME_WAIT
+        sock.bind(("127.0.0.1", port))  # raises only if something still listens there
     assert srv.status()["running"] is False
