@@ -304,6 +304,8 @@ class Server:
             env.pop(name, None)
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
         env.setdefault("PYTHONUNBUFFERED", "1")
+        # vLLM's engine processes log non-ASCII text; under the C locale that raised logging errors
+        env.setdefault("PYTHONIOENCODING", "utf-8")
         env.update(self.extra_env)
         return env
 
