@@ -50,20 +50,21 @@ def read_pins(pyproject: Path = ROOT / "pyproject.toml") -> dict[str, list[str]]
     except ImportError:  # Python 3.10
         pass
     pins: dict[str, list[str]] = {}
-    current = None
+    section, current = "", None
     for line in text.splitlines():
         line = line.split("#", 1)[0].strip()
-        start = re.match(r"^([\w-]+)\s*=\s*\[(.*)$", line)
-        if start and current is None:
-            name = "base" if start.group(1) == "dependencies" else start.group(1)
-            current = pins.setdefault(name, [])
-            line = start.group(2)
+        if current is None and line.startswith("["):
+            section = line.strip("[]")
+            continue
+        start = re.match(r"^([\w-]+)\s*=\s*\[(.*)$", line) if current is None else None
+        if start and (section, start.group(1)) == ("project", "dependencies"):
+            current, line = pins.setdefault("base", []), start.group(2)
+        elif start and section == "project.optional-dependencies":
+            current, line = pins.setdefault(start.group(1), []), start.group(2)
         if current is not None:
             current.extend(re.findall(r'"([^"]+)"', line))
-            if line.endswith("]") and not line.endswith("[all]"):
+            if "]" in re.sub(r'"[^"]*"', "", line):  # the array closes outside a quoted pin
                 current = None
-    keep = {"base"} | set(re.findall(r"^([\w-]+)\s*=\s*\[", text.split("[project.optional-dependencies]")[-1].split("\n[")[0], re.M))
-    return {k: v for k, v in pins.items() if k in keep}
     return pins
 
 
