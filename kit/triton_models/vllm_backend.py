@@ -75,8 +75,12 @@ class TritonPythonModel:
         self.logger.log_info(f"vLLM engine ready for {engine_json.get('model')} (context {self.max_context})")
 
     def _pin_device(self, args) -> None:
-        """With ``KIND_GPU`` instances, each instance's engine runs on its own GPU."""
-        if args.get("model_instance_kind") == "GPU" and "tensor_parallel_size" not in os.environ:
+        """With ``KIND_GPU`` instances (replicas), each instance's engine sees only its own GPU.
+
+        Tensor/pipeline parallelism uses ``KIND_MODEL`` (the builder refuses to mix the two), so
+        the engine then places its workers itself.
+        """
+        if args.get("model_instance_kind") == "GPU":
             os.environ["CUDA_VISIBLE_DEVICES"] = str(args["model_instance_device_id"])
 
     async def _create_engine(self, engine_json: dict):
