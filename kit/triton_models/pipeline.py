@@ -30,10 +30,6 @@ MAX_WORKERS = 1024
 CANCEL_CHECK_S = 0.25  # each check is a round trip to the server process: keep them rare
 
 
-def _params(model_config: dict) -> dict[str, str]:
-    return {k: v.get("string_value", "") for k, v in model_config.get("parameters", {}).items()}
-
-
 def guard_from_parameters(params: dict[str, str]) -> Guard:
     return Guard(
         extra_words=json.loads(params.get("extra_words") or "[]"),
@@ -97,7 +93,7 @@ class GuardMetrics:
 class TritonPythonModel:
     def initialize(self, args):
         self.model_config = json.loads(args["model_config"])
-        params = _params(self.model_config)
+        params = tensors.config_parameters(self.model_config)
         self.name = args["model_name"]
         self.mode = params.get("bls_mode", "async")
         self.llm_model = params.get("llm_model", "llama3-8b-instruct")

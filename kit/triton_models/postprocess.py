@@ -19,8 +19,7 @@ from kit.triton_models.pipeline import guard_from_parameters
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
-        params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
-        self.guard = guard_from_parameters(params)
+        self.guard = guard_from_parameters(tensors.config_parameters(config))
 
     def _answer(self, request):
         values = pb_utils.get_input_tensor_by_name(request, "text_input").as_numpy().reshape(-1)

@@ -10,6 +10,11 @@ from kit.exceptions import RequestError
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
 
+def config_parameters(model_config: dict) -> dict[str, str]:
+    """The ``parameters`` of a parsed config.pbtxt as ``key → string_value``."""
+    return {k: v.get("string_value", "") for k, v in model_config.get("parameters", {}).items()}
+
+
 def optional(request, name: str):
     """The first element of input ``name``, or None when the client did not send it."""
     tensor = pb_utils.get_input_tensor_by_name(request, name)

@@ -46,10 +46,6 @@ def _request_parameters(request) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _parameter(model_config: dict, key: str, default: str = "") -> str:
-    return model_config.get("parameters", {}).get(key, {}).get("string_value", default)
-
-
 class TritonPythonModel:
     def initialize(self, args):
         self.model_config = json.loads(args["model_config"])
@@ -60,7 +56,8 @@ class TritonPythonModel:
         self.logger = pb_utils.Logger
         model_json = Path(args["model_repository"]) / args["model_version"] / "model.json"
         engine_json = json.loads(model_json.read_text())
-        report = _parameter(self.model_config, "REPORT_CUSTOM_METRICS").lower() in ("true", "1", "yes")
+        report_flag = tensors.config_parameters(self.model_config).get("REPORT_CUSTOM_METRICS", "")
+        report = report_flag.lower() in ("true", "1", "yes")
         if report:
             engine_json["disable_log_stats"] = False
         self.metrics = EngineMetrics({"model": args["model_name"], "version": args["model_version"]}) if report else None
