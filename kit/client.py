@@ -99,22 +99,28 @@ def grpc_inputs(values: Mapping[str, Any]):
     return out
 
 
-def _delta_from_grpc(result) -> Delta | None:
+def delta_from_result(result) -> Delta | None:
+    """The piece of answer a gRPC result carries (None for an empty final response)."""
     text = result.as_numpy("text_output")
     if text is None:
         return None
     blocked = result.as_numpy("input_blocked")
     censored = result.as_numpy("censored_words")
+    raw = (t.encode("utf-8") if isinstance(t, str) else bytes(t) for t in text.reshape(-1))
     return Delta(
-        text=b"".join(bytes(t) for t in text.reshape(-1)).decode("utf-8", errors="replace"),
+        text=b"".join(raw).decode("utf-8", errors="replace"),
         blocked=bool(blocked.reshape(-1)[0]) if blocked is not None else False,
         censored=int(censored.reshape(-1)[0]) if censored is not None else 0,
     )
 
 
-def _is_final(result) -> bool:
+FINAL_PARAMETER = "triton_final_response"
+
+
+def is_final(result) -> bool:
+    """Whether a decoupled model flagged this gRPC result as the last of its request."""
     params = result.get_response().parameters
-    return "triton_final_response" in params and params["triton_final_response"].bool_param
+    return FINAL_PARAMETER in params and params[FINAL_PARAMETER].bool_param
 
 
 class Client:
@@ -212,10 +218,10 @@ class Client:
                     raise InferenceError(f"no answer from {model} within {self.timeout_s:.0f}s") from None
                 if error is not None:
                     raise InferenceError(f"{model}: {error.message()}", status=str(error.status()))
-                delta = _delta_from_grpc(result)
+                delta = delta_from_result(result)
                 if delta is not None:
                     yield delta
-                if _is_final(result):
+                if is_final(result):
                     return
         except InferenceServerException as exc:
             raise InferenceError(f"{model}: {exc.message()}", status=str(exc.status())) from None

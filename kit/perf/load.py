@@ -37,7 +37,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from kit.client import grpc_inputs, request_inputs
+from kit.client import delta_from_result, grpc_inputs, is_final, request_inputs
 
 SWEEP_COLUMNS = [
     "endpoint", "concurrency", "max_tokens", "requests", "output_tokens_per_s",
@@ -52,7 +52,6 @@ REQUEST_COLUMNS = [
     "chunks", "responses", "output_tokens", "output_chars", "blocked", "error",
 ]
 DEFAULT_TIMEOUT_S = 300.0
-FINAL_PARAMETER = "triton_final_response"
 EMPTY_FINAL_PARAMETER = "triton_enable_empty_final_response"
 
 # --------------------------------------------------------------------------- prompts
@@ -123,24 +122,6 @@ def default_prompts(n: int, tokenizer_path: str | Path | None = None) -> list[st
 # --------------------------------------------------------------------------- one level
 
 
-def _text(result) -> str:
-    out = result.as_numpy("text_output")
-    if out is None:
-        return ""
-    return b"".join(bytes(t) if not isinstance(t, str) else t.encode() for t in out.reshape(-1)).decode(
-        "utf-8", errors="replace")
-
-
-def _flag(result, name: str) -> bool:
-    value = result.as_numpy(name)
-    return bool(value.reshape(-1)[0]) if value is not None and value.size else False
-
-
-def _is_final(result) -> bool:
-    params = result.get_response().parameters
-    return FINAL_PARAMETER in params and params[FINAL_PARAMETER].bool_param
-
-
 async def _one_request(client, model: str, inputs: list, request_id: str, timeout_s: float) -> dict[str, Any]:
     """Send one streaming request and time its responses."""
     from tritonclient.utils import InferenceServerException
@@ -164,13 +145,14 @@ async def _one_request(client, model: str, inputs: list, request_id: str, timeou
                 return
             if "final" in marks:
                 continue
-            text = _text(result)
+            delta = delta_from_result(result)
+            text = delta.text if delta else ""
             if text:
                 marks.setdefault("first", time.perf_counter())
                 record["chunks"] += 1
                 record["output_chars"] += len(text)
-            record["blocked"] = record["blocked"] or _flag(result, "input_blocked")
-            if _is_final(result):
+            record["blocked"] = record["blocked"] or bool(delta and delta.blocked)
+            if is_final(result):
                 marks["final"] = time.perf_counter()
 
     started = time.perf_counter()
