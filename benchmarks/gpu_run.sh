@@ -8,6 +8,7 @@
 #   serve    — write the Llama-3-8B-shaped stand-in model, start `kit serve` detached with params/gpu-bench.yaml
 #   sweep    — benchmarks/gpu_sweep.py (args passed through)
 #   perf     — one perf_analyzer concurrency sweep through the pipeline
+#   profile  — where the CPU time goes under load: py-spy of the vLLM and pipeline stubs, top
 #   stop     — stop the server
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,6 +50,28 @@ frame.to_csv(out / "perf_analyzer.csv", index=False)
 print(frame.to_string(index=False))
 PY
     ;;
+  profile)
+    # One short-answer level (max_tokens 50, concurrency 128: the pipeline's weakest spot), first
+    # direct, then through the pipeline, each sampled for 10 s by py-spy (raw collapsed stacks) while
+    # top records every process's and every server thread's CPU use.
+    out=$1; shift
+    mkdir -p "$out"
+    for endpoint in direct pipeline; do
+      python3 benchmarks/gpu_sweep.py --tokenizer models/llama3-8b-dummy --out "$out/load_$endpoint" \
+        --endpoints $endpoint --blocking-concurrency "" --concurrency "${PROFILE_CONCURRENCY:-128}" --max-tokens 50 --rounds "${PROFILE_ROUNDS:-24}" \
+        > "$out/load_$endpoint.log" 2>&1 &
+      load=$!
+      sleep 8
+      llm=$(pgrep -f 'triton_python_backend_stub.*/llama3-8b-instruct/' | head -1)
+      py-spy record --nonblocking -r 250 -d 10 -f raw -o "$out/${endpoint}_llm_stub.txt" -p "$llm" &
+      if [ "$endpoint" = pipeline ]; then
+        bls=$(ps -eo pid,pcpu,args --sort=-pcpu | awk '/triton_python_backend_stub.*\/llama_bls_ensemble\//{print $1; exit}')
+        py-spy record --nonblocking -r 250 -d 10 -f raw -o "$out/${endpoint}_bls_stub.txt" -p "$bls" &
+      fi
+      top -c -b -n 2 -d 4 -w 250 | awk '/^top -/{n++} n==2' > "$out/${endpoint}_top.txt"
+      top -H -b -n 2 -d 4 -w 250 -p "$(pgrep -x tritonserver)" | awk '/^top -/{n++} n==2' > "$out/${endpoint}_server_threads.txt"
+      wait
+    done ;;
   stop)
     python3 -m kit stop ;;
   *) echo "unknown phase $phase" >&2; exit 2 ;;

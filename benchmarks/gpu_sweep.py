@@ -42,6 +42,9 @@ def main() -> None:
     p.add_argument("--tokenizer", default=None, help="model folder whose chat template formats the prompts")
     p.add_argument("--endpoints", default="direct,pipeline", help="which of direct,pipeline to sweep")
     p.add_argument("--append", action="store_true", help="add to an existing sweep.csv instead of replacing it")
+    p.add_argument("--streams-per-process", type=int, default=32,
+                   help="client processes per level = concurrency / this (0: one process for every level)")
+    p.add_argument("--max-processes", type=int, default=8)
     args = p.parse_args()
 
     grpc_url = args.grpc_url or read_state()["grpc_url"]
@@ -55,7 +58,9 @@ def main() -> None:
     if chosen:
         both_requests, both = load.sweep(grpc_url, chosen,
                                          concurrencies=args.concurrency, max_tokens_list=args.max_tokens,
-                                         requests_per_level=per_level, prompts=prompts, progress=False)
+                                         requests_per_level=per_level, prompts=prompts, progress=False,
+                                         streams_per_process=args.streams_per_process,
+                                         max_processes=args.max_processes)
         frames.append(both)
         requests.append(both_requests)
     if args.blocking_concurrency:

@@ -1,9 +1,12 @@
-"""A token-level load generator: closed-loop streaming gRPC clients on one asyncio loop.
+"""A token-level load generator: closed-loop streaming gRPC clients on asyncio loops.
 
 ``perf_analyzer`` counts requests; a chat user feels tokens. This module keeps exactly
 ``concurrency`` streaming requests in flight against any endpoint (the bare LLM, the
-guarded pipeline, the blocking pipeline) until ``requests`` have completed, and records
-for every request:
+guarded pipeline, the blocking pipeline) until ``requests`` have completed. One Python
+process reads a few thousand streamed responses a second at most, so with
+``streams_per_process`` a level's streams are shared out over worker processes (each with
+its own loop and connection) and the client never becomes the thing being measured.
+Every request's record:
 
 * ``start_s`` (since the level started), ``ttft_s`` (first response carrying text),
   ``latency_s`` (final response), ``chunks`` (responses with text), ``responses`` (all);
@@ -26,12 +29,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import multiprocessing
 import sys
 import threading
 import time
 import uuid
 import warnings
 from pathlib import Path
+from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -177,23 +183,28 @@ async def _one_request(client, model: str, inputs: list, request_id: str, timeou
 
 
 async def _run_level_async(
-    grpc_url: str, model: str, *, concurrency: int, requests: int, max_tokens: int, prompts: Sequence[str],
-    prompt_is_formatted: bool, sampling: Mapping[str, Any] | None, progress: bool, endpoint: str,
-    timeout_s: float,
+    grpc_url: str, model: str, *, concurrency: int, indices: Sequence[int], max_tokens: int,
+    prompts: Sequence[str], prompt_is_formatted: bool, sampling: Mapping[str, Any] | None, progress: bool,
+    endpoint: str, timeout_s: float,
 ) -> list[dict[str, Any]]:
+    """Requests ``indices`` (request ``i`` carries ``prompts[i % len(prompts)]``), ``concurrency`` at a time.
+
+    Each row's ``start`` is an absolute ``time.perf_counter()`` reading: the system's monotonic
+    clock, comparable between processes on one machine.
+    """
     import tritonclient.grpc.aio as aioclient
     from tqdm.auto import tqdm
 
     params = {"ignore_eos": True, **dict(sampling or {})}
-    payloads = [
-        request_inputs(model, prompts[i % len(prompts)], stream=True, max_tokens=max_tokens, sampling=params,
-                       prompt_is_formatted=prompt_is_formatted)
-        for i in range(requests)
-    ]
+    payloads = {
+        i: request_inputs(model, prompts[i % len(prompts)], stream=True, max_tokens=max_tokens, sampling=params,
+                          prompt_is_formatted=prompt_is_formatted)
+        for i in indices
+    }
     client = aioclient.InferenceServerClient(grpc_url.removeprefix("grpc://"))
     rows: list[dict[str, Any]] = []
-    order = iter(range(requests))
-    bar = tqdm(total=requests, desc=f"{endpoint} c={concurrency} max_tokens={max_tokens}", unit="req",
+    order = iter(indices)
+    bar = tqdm(total=len(payloads), desc=f"{endpoint} c={concurrency} max_tokens={max_tokens}", unit="req",
                disable=not progress, leave=False, file=sys.stderr)
 
     async def worker() -> None:
@@ -205,15 +216,49 @@ async def _run_level_async(
             rows.append(record)
             bar.update(1)
 
-    level_start = time.perf_counter()
     try:
-        await asyncio.gather(*(worker() for _ in range(min(concurrency, requests))))
+        await asyncio.gather(*(worker() for _ in range(min(concurrency, len(payloads)))))
     finally:
         bar.close()
         await client.close()
-    for row in rows:
-        row["start_s"] = row.pop("start") - level_start
     return rows
+
+
+def _run_share(kwargs: dict[str, Any]) -> list[dict[str, Any]]:
+    """One worker process's share of a level (a top-level function, so a process pool can call it)."""
+    return asyncio.run(_run_level_async(**kwargs))
+
+
+def process_count(concurrency: int, streams_per_process: int | None, max_processes: int | None = None) -> int:
+    """How many client processes carry ``concurrency`` streams: one per ``streams_per_process`` started.
+
+    ``None`` (or 0) keeps every level in the calling process. ``max_processes`` defaults to
+    the machine's CPU count.
+    """
+    if not streams_per_process:
+        return 1
+    limit = max_processes or multiprocessing.cpu_count()
+    return max(1, min(limit, math.ceil(concurrency / streams_per_process)))
+
+
+def shares(concurrency: int, requests: int, processes: int) -> list[tuple[int, list[int]]]:
+    """Split a level into ``(concurrency, request indices)`` per process, both as even as they go.
+
+    A process's requests follow its share of the streams, so every share keeps its streams
+    busy for about as long as the others.
+    """
+    processes = max(1, min(processes, concurrency, requests))
+    streams = [concurrency // processes + (k < concurrency % processes) for k in range(processes)]
+    bounds = [0]
+    for k in range(processes):
+        bounds.append(round(requests * sum(streams[: k + 1]) / concurrency))
+    parts = [(streams[k], list(range(bounds[k], bounds[k + 1]))) for k in range(processes)]
+    return [(c, indices) for c, indices in parts if indices]
+
+
+def client_pool(processes: int) -> ProcessPoolExecutor:
+    """Worker processes for :func:`run_level` (``spawn``: safe under Jupyter and with gRPC threads)."""
+    return ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn"))
 
 
 def _run_sync(coro_factory: Callable[[], Any]):
@@ -251,11 +296,15 @@ def run_level(
     progress: bool = True,
     endpoint: str | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    processes: int = 1,
+    pool: Executor | None = None,
 ) -> pd.DataFrame:
     """``requests`` streaming requests to ``model``, ``concurrency`` at a time: one row per request.
 
     Request ``i`` carries ``prompts[i % len(prompts)]``, so two endpoints measured with the
-    same arguments receive the same requests.
+    same arguments receive the same requests. With ``processes`` > 1 the streams are shared
+    out over that many client processes (taken from ``pool`` when given, see
+    :func:`client_pool`); their rows are joined on the common monotonic clock.
     """
     if concurrency < 1 or requests < 1 or max_tokens < 1:
         raise ValueError(f"concurrency, requests and max_tokens must be ≥ 1 "
@@ -263,10 +312,25 @@ def run_level(
     if not prompts:
         raise ValueError("prompts is empty")
     label = endpoint or model
-    rows = _run_sync(lambda: _run_level_async(
-        grpc_url, model, concurrency=concurrency, requests=requests, max_tokens=max_tokens, prompts=prompts,
-        prompt_is_formatted=prompt_is_formatted, sampling=sampling, progress=progress, endpoint=label,
-        timeout_s=timeout_s))
+    common = dict(grpc_url=grpc_url, model=model, max_tokens=max_tokens, prompts=list(prompts),
+                  prompt_is_formatted=prompt_is_formatted, sampling=dict(sampling or {}), endpoint=label,
+                  timeout_s=timeout_s)
+    parts = shares(concurrency, requests, processes)
+    if len(parts) == 1:
+        rows = _run_sync(lambda: _run_level_async(concurrency=concurrency, indices=range(requests),
+                                                  progress=progress, **common))
+    else:
+        jobs = [dict(common, concurrency=c, indices=indices, progress=False) for c, indices in parts]
+        own = pool is None
+        pool = client_pool(len(parts)) if own else pool
+        try:
+            rows = [row for part in pool.map(_run_share, jobs) for row in part]
+        finally:
+            if own:
+                pool.shutdown()
+    level_start = min(row["start"] for row in rows)
+    for row in rows:
+        row["start_s"] = row.pop("start") - level_start
     frame = pd.DataFrame(rows)
     frame["endpoint"] = label
     frame["model"] = model
@@ -374,6 +438,8 @@ def sweep(
     warmup: int = 2,
     rounds: int = 1,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    streams_per_process: int | None = None,
+    max_processes: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every endpoint at every max_tokens × concurrency level, endpoints back to back per level.
 
@@ -384,7 +450,8 @@ def sweep(
     a passing disturbance (a busy neighbour on a shared machine) hits every endpoint alike
     (an endpoint gets fewer slices when a slice would hold fewer requests than the
     concurrency); the slices are joined end to end, so the level's wall time is the sum of
-    its slices'.
+    its slices'. ``streams_per_process`` shares each level's streams out over client
+    processes (see :func:`process_count`); one pool serves the whole sweep.
     Request ``i`` carries the same prompt whatever the endpoint. Returns
     ``(per_request, summary)`` and, with ``out_dir``, saves them (see :func:`save`).
     """
@@ -393,33 +460,41 @@ def sweep(
     if rounds < 1:
         raise ValueError(f"rounds must be ≥ 1, got {rounds}")
     options = dict(prompt_is_formatted=prompt_is_formatted, sampling=sampling, timeout_s=timeout_s)
-    for label, model in endpoints.items():
-        if warmup > 0:
-            run_level(grpc_url, model, concurrency=min(warmup, max(concurrencies)), requests=warmup,
-                      max_tokens=min(max_tokens_list), prompts=prompts, progress=False, endpoint=label, **options)
-    frames = []
-    for max_tokens, concurrency in [(int(mt), int(c)) for mt in max_tokens_list for c in concurrencies]:
-        counts = {label: _count(requests_per_level, label, concurrency) for label in endpoints}
-        # a slice never holds fewer requests than the concurrency, or the level would not reach it
-        parts = {label: max(1, min(rounds, n // concurrency)) for label, n in counts.items()}
-        slices: dict[str, list[pd.DataFrame]] = {label: [] for label in endpoints}
-        for turn in range(rounds):
-            for label, model in endpoints.items():
-                if turn >= parts[label]:
-                    continue
-                first, last = counts[label] * turn // parts[label], counts[label] * (turn + 1) // parts[label]
-                shifted = [prompts[(first + i) % len(prompts)] for i in range(len(prompts))]
-                frame = run_level(grpc_url, model, concurrency=concurrency, requests=last - first,
-                                  max_tokens=max_tokens, prompts=shifted, progress=progress, endpoint=label,
-                                  **options)
-                frame["request"] += first
-                slices[label].append(frame)
-        for label in endpoints:
-            offset = 0.0
-            for frame in slices[label]:
-                frame["start_s"] += offset
-                offset = float((frame["start_s"] + frame["latency_s"]).max())
-                frames.append(frame)
+    widest = process_count(max(concurrencies), streams_per_process, max_processes)
+    pool = client_pool(widest) if widest > 1 else None
+    try:
+        for label, model in endpoints.items():
+            if warmup > 0:
+                run_level(grpc_url, model, concurrency=min(warmup, max(concurrencies)), requests=warmup,
+                          max_tokens=min(max_tokens_list), prompts=prompts, progress=False, endpoint=label,
+                          **options)
+        frames = []
+        for max_tokens, concurrency in [(int(mt), int(c)) for mt in max_tokens_list for c in concurrencies]:
+            counts = {label: _count(requests_per_level, label, concurrency) for label in endpoints}
+            # a slice never holds fewer requests than the concurrency, or the level would not reach it
+            parts = {label: max(1, min(rounds, n // concurrency)) for label, n in counts.items()}
+            processes = process_count(concurrency, streams_per_process, max_processes)
+            slices: dict[str, list[pd.DataFrame]] = {label: [] for label in endpoints}
+            for turn in range(rounds):
+                for label, model in endpoints.items():
+                    if turn >= parts[label]:
+                        continue
+                    first, last = counts[label] * turn // parts[label], counts[label] * (turn + 1) // parts[label]
+                    shifted = [prompts[(first + i) % len(prompts)] for i in range(len(prompts))]
+                    frame = run_level(grpc_url, model, concurrency=concurrency, requests=last - first,
+                                      max_tokens=max_tokens, prompts=shifted, progress=progress, endpoint=label,
+                                      processes=processes, pool=pool, **options)
+                    frame["request"] += first
+                    slices[label].append(frame)
+            for label in endpoints:
+                offset = 0.0
+                for frame in slices[label]:
+                    frame["start_s"] += offset
+                    offset = float((frame["start_s"] + frame["latency_s"]).max())
+                    frames.append(frame)
+    finally:
+        if pool is not None:
+            pool.shutdown()
     per_request = pd.concat(frames, ignore_index=True)
     summary = summarize(per_request)
     if out_dir is not None:
@@ -429,5 +504,5 @@ def sweep(
 
 __all__ = [
     "SWEEP_COLUMNS", "REQUEST_COLUMNS", "default_prompts", "raw_prompts", "run_level", "sweep", "summarize",
-    "inter_token_latency_s", "save",
+    "inter_token_latency_s", "save", "process_count", "shares", "client_pool",
 ]

@@ -27,7 +27,6 @@ from kit.triton_models import tensors
 from kit.triton_models.vllm_backend import ABORT_PARAMETER, ID_PARAMETER
 
 MAX_WORKERS = 1024
-CANCEL_CHECK_S = 0.25  # each check is a round trip to the server process: keep them rare
 
 
 def guard_from_parameters(params: dict[str, str]) -> Guard:
@@ -187,7 +186,7 @@ class TritonPythonModel:
         collected: list[str] = []
         reported = 0
         guard_s = 0.0
-        last_check = time.monotonic()
+        cancel_check = tensors.CancelCheck()
         responses = llm_request.exec(decoupled=True)
         try:
             for response in responses:
@@ -198,13 +197,10 @@ class TritonPythonModel:
                     self.metrics.add("errors")
                     tensors.send_error(sender, message)
                     return
-                now = time.monotonic()
-                if now - last_check > CANCEL_CHECK_S:
-                    last_check = now
-                    if sender.is_cancelled():
-                        self._cancel(responses, request_id)
-                        tensors.send_error(sender, "request cancelled", pb_utils.TritonError.CANCELLED)
-                        return
+                if cancel_check.due() and sender.is_cancelled():
+                    self._cancel(responses, request_id)
+                    tensors.send_error(sender, "request cancelled", pb_utils.TritonError.CANCELLED)
+                    return
                 out = pb_utils.get_output_tensor_by_name(response, "text_output")
                 if out is None:
                     continue  # the empty final response of a decoupled stream

@@ -152,6 +152,7 @@ class TritonPythonModel:
 
         request_id = job["request_id"]
         finished = False
+        cancel_check = tensors.CancelCheck()
         try:
             kind = RequestOutputKind.DELTA if job["stream"] else RequestOutputKind.FINAL_ONLY
             try:
@@ -160,7 +161,7 @@ class TritonPythonModel:
                 raise RequestError(f"invalid sampling parameters: {exc}") from None
             self.in_flight.add(request_id)
             async for output in self.engine.generate(job["prompt"], params, request_id):
-                if sender.is_cancelled():
+                if cancel_check.due() and sender.is_cancelled():
                     await self.engine.abort(request_id)
                     tensors.send_error(sender, "request cancelled", pb_utils.TritonError.CANCELLED)
                     finished = True

@@ -35,11 +35,14 @@ def test_perf_analyzer_sweep_through_the_pipeline(server, prompts, tmp_path):
 
 
 def test_load_sweep_direct_and_pipeline(server, prompts, tmp_path):
-    """The same requests stream through the LLM and the pipeline; every token is accounted for."""
+    """The same requests stream through the LLM and the pipeline; every token is accounted for.
+
+    Concurrency 1 runs in this process, concurrency 2 in two client processes (one stream each).
+    """
     per_request, summary = load.sweep(
         server.grpc_url, {"direct": LLM_MODEL, "pipeline": PIPELINE_MODEL}, concurrencies=[1, 2],
         max_tokens_list=[MAX_TOKENS], requests_per_level=REQUESTS, prompts=prompts, out_dir=tmp_path,
-        progress=False, warmup=1)
+        progress=False, warmup=1, streams_per_process=1)
     assert len(per_request) == 2 * 2 * REQUESTS
     assert (per_request["error"] == "").all(), per_request["error"].unique()
     assert (per_request["ttft_s"] <= per_request["latency_s"]).all()

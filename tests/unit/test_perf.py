@@ -364,6 +364,50 @@ def test_run_level_rejects_bad_arguments():
             load.run_level("grpc://127.0.0.1:1", LLM_MODEL, **args)
 
 
+@pytest.mark.parametrize("concurrency,requests,processes,expected", [
+    (8, 16, 1, [(8, list(range(16)))]),
+    (5, 10, 2, [(3, [0, 1, 2, 3, 4, 5]), (2, [6, 7, 8, 9])]),
+    (256, 512, 8, [(32, list(range(64 * k, 64 * (k + 1)))) for k in range(8)]),
+    (2, 4, 8, [(1, [0, 1]), (1, [2, 3])]),      # never more processes than streams
+    (4, 2, 4, [(2, [0]), (2, [1])]),             # ... or than requests
+])
+def test_shares_split_streams_and_requests_evenly(concurrency, requests, processes, expected):
+    parts = load.shares(concurrency, requests, processes)
+    assert parts == expected
+    assert sum(c for c, _ in parts) == concurrency
+    assert sorted(i for _, indices in parts for i in indices) == list(range(requests))
+
+
+def test_process_count():
+    assert load.process_count(256, None) == 1
+    assert load.process_count(256, 32, 16) == 8
+    assert load.process_count(33, 32, 16) == 2
+    assert load.process_count(1024, 32, 4) == 4
+    assert load.process_count(1, 32, 4) == 1
+
+
+def test_run_level_joins_process_shares_on_one_clock(monkeypatch):
+    """Each share runs with its own concurrency and indices; rows meet on the shared monotonic clock."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    seen = []
+
+    async def fake_level(*, concurrency, indices, model, **kwargs):
+        seen.append((concurrency, list(indices), kwargs["progress"]))
+        base = 100.0 + indices[0]  # shares start at different absolute times
+        return [{"request": i, "start": base + 0.5 * n, "ttft_s": 0.1, "latency_s": 1.0, "chunks": 3,
+                 "responses": 4, "output_chars": 9, "blocked": False, "error": ""} for n, i in enumerate(indices)]
+
+    monkeypatch.setattr(load, "_run_level_async", fake_level)
+    with ThreadPoolExecutor(2) as pool:
+        frame = load.run_level("grpc://x:1", LLM_MODEL, concurrency=4, requests=6, max_tokens=5, prompts=["p"],
+                               processes=2, pool=pool, endpoint="direct")
+    assert sorted(seen) == [(2, [0, 1, 2], False), (2, [3, 4, 5], False)]
+    assert frame["request"].tolist() == list(range(6))
+    assert frame["start_s"].tolist() == [0.0, 0.5, 1.0, 3.0, 3.5, 4.0]
+    assert frame["output_tokens"].tolist() == [5] * 6
+
+
 def test_sweep_orders_levels_and_counts_requests(monkeypatch, tmp_path):
     """Endpoints run back to back per level, with per-endpoint request counts, and results are saved."""
     calls = []
