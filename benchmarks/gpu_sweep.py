@@ -45,6 +45,7 @@ def main() -> None:
     p.add_argument("--streams-per-process", type=int, default=32,
                    help="client processes per level = concurrency / this (0: one process for every level)")
     p.add_argument("--max-processes", type=int, default=8)
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds a request may take before it counts as an error")
     args = p.parse_args()
 
     grpc_url = args.grpc_url or read_state()["grpc_url"]
@@ -59,14 +60,14 @@ def main() -> None:
         both_requests, both = load.sweep(grpc_url, chosen,
                                          concurrencies=args.concurrency, max_tokens_list=args.max_tokens,
                                          requests_per_level=per_level, prompts=prompts, progress=False,
-                                         streams_per_process=args.streams_per_process,
+                                         streams_per_process=args.streams_per_process, timeout_s=args.timeout,
                                          max_processes=args.max_processes)
         frames.append(both)
         requests.append(both_requests)
     if args.blocking_concurrency:
         blocking_requests, blocking = load.sweep(grpc_url, {"blocking": BLOCKING_MODEL}, concurrencies=args.blocking_concurrency,
                                  max_tokens_list=args.max_tokens, requests_per_level=lambda label, c: max(2, c),
-                                 prompts=prompts, progress=False)
+                                 prompts=prompts, progress=False, timeout_s=args.timeout)
         frames.append(blocking)
         requests.append(blocking_requests)
     summary = pd.concat(frames, ignore_index=True)

@@ -11,6 +11,7 @@ which reproduces the original showcase's flat throughput for comparison.
 
 from __future__ import annotations
 
+import collections
 import json
 import threading
 import time
@@ -89,6 +90,42 @@ class GuardMetrics:
         self.families.clear()
 
 
+class IteratorKeeper:
+    """Keeps finished BLS response iterators alive a while, so that Python releases them last.
+
+    Triton 2.51's stub also holds every BLS response iterator in a map, which a C++ thread
+    of its own empties once the last response arrived. That thread does not hold the GIL:
+    when its release is the last one, the iterator's tensors free their numpy arrays without
+    it, and Python 3.12's allocator dereferences a missing thread state (``segfault at 10``
+    in libpython; 3.11 corrupts its heap instead). Holding each iterator for
+    :data:`GRACE_S` after its stream ended — far longer than the stub takes to empty its
+    map — leaves the last release to a Python thread, which holds the GIL.
+    """
+
+    GRACE_S = 2.0
+
+    def __init__(self):
+        self._kept: collections.deque = collections.deque()
+        self._lock = threading.Lock()
+
+    def keep(self, *iterators) -> None:
+        """Hold ``iterators`` for the grace period; let go of those whose period is over."""
+        now = time.monotonic()
+        expired = []
+        with self._lock:
+            self._kept.extend((now + self.GRACE_S, it) for it in iterators)
+            while self._kept and self._kept[0][0] <= now:
+                expired.append(self._kept.popleft())
+        del expired  # released here, outside the lock, by a thread that holds the GIL
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._kept.clear()
+
+
 class TritonPythonModel:
     def initialize(self, args):
         self.model_config = json.loads(args["model_config"])
@@ -104,6 +141,7 @@ class TritonPythonModel:
         self.formatter = PromptFormatter.load(params["tokenizer"], int(max_len) if max_len else None)
         self.max_context = self.formatter.max_context
         self.metrics = GuardMetrics(self.name)
+        self.keeper = IteratorKeeper()
         self.pool = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="bls") if self.mode == "async" else None
         pb_utils.Logger.log_info(f"{self.name}: bls_mode={self.mode}, context={self.max_context}")
 
@@ -164,8 +202,10 @@ class TritonPythonModel:
                 requested_output_names=["text_output"],
                 parameters={ABORT_PARAMETER: request_id},
             )
-            for _ in abort.exec(decoupled=True):
+            answers = abort.exec(decoupled=True)
+            for _ in answers:
                 pass
+            self.keeper.keep(answers)
         for _ in responses:
             pass
 
@@ -219,6 +259,7 @@ class TritonPythonModel:
             self._cancel(responses, request_id)
             raise
         finally:
+            self.keeper.keep(responses)
             self.metrics.add("guard_us", guard_s * 1e6)
         tail = censor.close() if censor else ""
         total = censor.censored if censor else 0
@@ -232,3 +273,4 @@ class TritonPythonModel:
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
         self.metrics.close()
+        self.keeper.clear()

@@ -16,12 +16,12 @@ CANCEL_CHECK_S = 0.25
 
 
 class CancelCheck:
-    """``due()`` is true on the first call, then at most once every :data:`CANCEL_CHECK_S`."""
+    """``due()`` is true at most once every :data:`CANCEL_CHECK_S`, the first time one interval in."""
 
     __slots__ = ("_next",)
 
     def __init__(self):
-        self._next = 0.0
+        self._next = time.monotonic() + CANCEL_CHECK_S
 
     def due(self) -> bool:
         now = time.monotonic()

@@ -19,11 +19,13 @@ def tensors(monkeypatch):
     sys.modules.pop("kit.triton_models.tensors", None)  # nobody else gets the stand-in's version
 
 
-def test_cancel_check_is_due_first_then_at_most_every_interval(tensors, monkeypatch):
+def test_cancel_check_is_due_at_most_every_interval(tensors, monkeypatch):
     now = [100.0]
     monkeypatch.setattr(tensors.time, "monotonic", lambda: now[0])
     check = tensors.CancelCheck()
-    assert check.due()  # the first token is always checked
+    assert not check.due()  # a request's first interval costs no round trip
+    now[0] += tensors.CANCEL_CHECK_S
+    assert check.due()
     assert not check.due()
     now[0] += tensors.CANCEL_CHECK_S / 2
     assert not check.due()
@@ -36,3 +38,42 @@ def test_config_parameters_reads_string_values(tensors):
     config = {"parameters": {"a": {"string_value": "x"}, "b": {}}}
     assert tensors.config_parameters(config) == {"a": "x", "b": ""}
     assert tensors.config_parameters({}) == {}
+
+
+@pytest.fixture
+def pipeline_module(monkeypatch, tensors):
+    """kit.triton_models.pipeline with the stand-in Triton module (for its pure helpers only)."""
+    monkeypatch.delitem(sys.modules, "kit.triton_models.pipeline", raising=False)
+    monkeypatch.delitem(sys.modules, "kit.triton_models.vllm_backend", raising=False)
+    yield importlib.import_module("kit.triton_models.pipeline")
+    sys.modules.pop("kit.triton_models.pipeline", None)
+    sys.modules.pop("kit.triton_models.vllm_backend", None)
+
+
+def test_iterator_keeper_releases_only_after_the_grace_period(pipeline_module, monkeypatch):
+    """Finished BLS iterators outlive the stub's own reference; later calls let go of expired ones."""
+    import gc
+    import weakref
+
+    now = [50.0]
+    monkeypatch.setattr(pipeline_module.time, "monotonic", lambda: now[0])
+
+    class Iterator:  # stands for a BLS response iterator
+        pass
+
+    keeper = pipeline_module.IteratorKeeper()
+    first, second = Iterator(), Iterator()
+    alive = [weakref.ref(first), weakref.ref(second)]
+    keeper.keep(first)
+    now[0] += keeper.GRACE_S / 2
+    keeper.keep(second)
+    del first, second
+    gc.collect()
+    assert all(ref() is not None for ref in alive) and len(keeper) == 2  # the caller's drop is not the last
+    now[0] += keeper.GRACE_S / 2
+    keeper.keep()
+    gc.collect()
+    assert alive[0]() is None and alive[1]() is not None and len(keeper) == 1
+    keeper.clear()
+    gc.collect()
+    assert alive[1]() is None and len(keeper) == 0
