@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -445,16 +446,37 @@ def pid_alive(pid: int | None) -> bool:
     return not stat.exists() or stat.read_text().rsplit(")", 1)[-1].split()[0] != "Z"
 
 
-def dead_stubs(state: dict, models: list[dict]) -> list[str]:
-    """READY models whose Python stub process is gone (Triton 2.51 keeps reporting them READY).
+def expected_stubs(config_text: str) -> int | None:
+    """How many stub processes a model's ``config.pbtxt`` asks for, or None when it depends on the GPUs.
 
-    A stub's command line names its model's folder in the repository; a model
-    with no live stub cannot answer (requests fail with "Stub process ... is
-    not healthy") until the server is restarted.
+    Every instance of a Python-based model (``python`` or the kit's ``vllm`` backend) is a
+    process of its own: ``count`` per group, times the listed ``gpus`` for ``KIND_GPU``.
+    """
+    listing = re.search(r"instance_group\s*\[((?:[^\[\]]|\[[^\]]*\])*)\]", config_text)
+    groups = re.findall(r"\{([^{}]*)\}", listing.group(1)) if listing else []
+    total = 0
+    for group in groups or [""]:
+        count = int(m.group(1)) if (m := re.search(r"count:\s*(\d+)", group)) else 1
+        if "KIND_GPU" in group:
+            gpus = re.search(r"gpus:\s*\[([^\]]*)\]", group)
+            if not gpus:
+                return None  # one instance group per visible GPU
+            count *= len([g for g in gpus.group(1).split(",") if g.strip()])
+        total += count
+    return total
+
+
+def dead_stubs(state: dict, models: list[dict]) -> dict[str, str]:
+    """READY models that lost stub processes, with what was lost (Triton 2.51 keeps them READY).
+
+    A stub's command line names its model's folder in the repository. A model with no
+    live stub cannot answer; one that lost some of its instances fails the requests
+    Triton still routes to them ("Stub process ... is not healthy"). Either way only a
+    restart brings the stubs back.
     """
     pid = state.get("pid")
     if not pid:
-        return []
+        return {}
     repo = state.get("repository", "")
     cmdlines = []
     for proc in _session_processes(pid):
@@ -463,10 +485,19 @@ def dead_stubs(state: dict, models: list[dict]) -> list[str]:
         except OSError:
             continue
     stubs = [c for c in cmdlines if "triton_python_backend_stub" in c]
-    return [
-        m["name"] for m in models
-        if m.get("state") == "READY" and not any(f"{repo}/{m['name']}/" in c for c in stubs)
-    ]
+    dead = {}
+    for model in models:
+        if model.get("state") != "READY":
+            continue
+        live = sum(f"{repo}/{model['name']}/" in c for c in stubs)
+        config = Path(repo) / model["name"] / "config.pbtxt"
+        expected = expected_stubs(config.read_text()) if config.is_file() else None
+        if live == 0:
+            dead[model["name"]] = "its Python stub processes are gone; restart the server"
+        elif expected is not None and live < expected:
+            dead[model["name"]] = (f"{expected - live} of its {expected} Python stub processes died; requests routed "
+                                   "to them fail; restart the server")
+    return dead
 
 
 def status(state: dict | None = None) -> dict:
@@ -477,10 +508,10 @@ def status(state: dict | None = None) -> dict:
     alive = pid_alive(state.get("pid"))
     models = repository_index(state["http_url"]) if alive else []
     ready = alive and is_ready(state["http_url"])
-    dead = dead_stubs(state, models) if alive else []
+    dead = dead_stubs(state, models) if alive else {}
     for model in models:
         if model["name"] in dead:
-            model["state"], model["reason"] = "STUB DIED", "its Python stub process is gone; restart the server"
+            model["state"], model["reason"] = "STUB DIED", dead[model["name"]]
     not_ready = [m for m in models if m.get("state") != "READY"]
     ready = ready and not dead
     report = {**state, "running": alive, "ready": ready, "models": models}

@@ -13,7 +13,7 @@ import pytest
 from kit import repository
 from kit import server as srv
 from kit.client import Client
-from kit.config import LLM_MODEL, DeploymentConfig
+from kit.config import LLM_MODEL, PIPELINE_MODEL, DeploymentConfig
 from kit.exceptions import InferenceError
 
 pytestmark = pytest.mark.integration
@@ -28,7 +28,7 @@ def detached(tmp_path_factory, tiny_model):
     env = {"KIT_STATE_DIR": str(state_dir), "HUGGINGFACE_HUB_TOKEN": CANARY}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    repo = repository.build(DeploymentConfig.cpu_default(tiny_model, blocking_variant=False, pipeline_instances=1),
+    repo = repository.build(DeploymentConfig.cpu_default(tiny_model, blocking_variant=False, pipeline_instances=2),
                             tmp_path_factory.mktemp("faults") / "model_repository")
     server = srv.Server(repo)
     server.start()
@@ -75,14 +75,20 @@ def test_default_bind_is_loopback(detached):
         assert flag in command
 
 
-def test_status_reports_a_dead_vllm_stub_and_restart_recovers(detached):
-    """Killing the vLLM stub makes `kit status` say NOT READY with the reason; a restart serves again."""
+def _stubs(detached, model: str) -> list[int]:
+    return [int(p.name) for p in _session_files(detached)
+            if f"{detached.repository}/{model}/".encode() in (p / "cmdline").read_bytes()]
+
+
+def test_status_reports_dead_stubs_and_restart_recovers(detached):
+    """Killing the vLLM stub and one of two pipeline stubs makes `kit status` say NOT READY with
+    both reasons; a restart serves again."""
     assert srv.status()["ready"]
-    stubs = [
-        int(p.name) for p in _session_files(detached)
-        if f"{detached.repository}/{LLM_MODEL}/".encode() in (p / "cmdline").read_bytes()
-    ]
+    stubs = _stubs(detached, LLM_MODEL)
     assert len(stubs) == 1, f"expected one stub process for the vLLM model, found {stubs}"
+    pipeline_stubs = _stubs(detached, PIPELINE_MODEL)
+    assert len(pipeline_stubs) == 2, f"expected two pipeline stubs, found {pipeline_stubs}"
+    os.kill(pipeline_stubs[0], signal.SIGKILL)
     os.kill(stubs[0], signal.SIGKILL)
     time.sleep(1)
     with pytest.raises(InferenceError, match="not healthy|Stub"):
@@ -90,6 +96,9 @@ def test_status_reports_a_dead_vllm_stub_and_restart_recovers(detached):
     report = srv.status()
     assert not report["ready"]
     assert "NOT READY" in report["message"] and LLM_MODEL in report["message"]
+    reasons = {m["name"]: m.get("reason", "") for m in report["models"]}
+    assert "stub processes are gone" in reasons[LLM_MODEL]
+    assert "1 of its 2 Python stub processes died" in reasons[PIPELINE_MODEL]
     assert any("not healthy" in line for line in report["errors"])
     restarted = srv.restart_detached()
     assert srv.status()["ready"]
