@@ -140,6 +140,9 @@ class TritonPythonModel:
         self.censor_output = params.get("censor_output", "true") == "true"
         self.refusal = params.get("refusal") or "Sorry, I can't help with that."
         self.guard = guard_from_parameters(params)
+        # The streaming censor's expression is compiled on first use (~0.7 s of pure-Python work
+        # holding the GIL): do it now, while the model loads, not inside the first request.
+        self.guard.stream().close()
         max_len = params.get("max_model_len") or None
         self.formatter = PromptFormatter.load(params["tokenizer"], int(max_len) if max_len else None)
         self.max_context = self.formatter.max_context
