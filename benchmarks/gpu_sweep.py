@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kit.config import BLOCKING_MODEL, LLM_MODEL, PIPELINE_MODEL  # noqa: E402
 from kit.perf import load  # noqa: E402
-from kit.server import read_state  # noqa: E402
+from kit.server import read_state, status  # noqa: E402
 
 
 def ints(text: str) -> list[int]:
@@ -55,19 +55,29 @@ def main() -> None:
     started = time.monotonic()
     frames, requests = [], []
     per_level = lambda label, c: max(4, args.rounds * c)  # noqa: E731
+
+    def server_ok(max_tokens: int, concurrency: int) -> bool:
+        """Stop at the first level the server cannot serve whole (a dead stub fails or stalls requests)."""
+        if args.grpc_url:
+            return True  # not the detached server: nothing to ask
+        report = status()
+        if not report["ready"]:
+            print(f"stopping before max_tokens={max_tokens} concurrency={concurrency}: {report['message']}",
+                  flush=True)
+        return report["ready"]
     chosen = {k: v for k, v in {"direct": LLM_MODEL, "pipeline": PIPELINE_MODEL}.items() if k in args.endpoints}
     if chosen:
         both_requests, both = load.sweep(grpc_url, chosen,
                                          concurrencies=args.concurrency, max_tokens_list=args.max_tokens,
                                          requests_per_level=per_level, prompts=prompts, progress=False,
                                          streams_per_process=args.streams_per_process, timeout_s=args.timeout,
-                                         max_processes=args.max_processes)
+                                         max_processes=args.max_processes, before_level=server_ok)
         frames.append(both)
         requests.append(both_requests)
     if args.blocking_concurrency:
         blocking_requests, blocking = load.sweep(grpc_url, {"blocking": BLOCKING_MODEL}, concurrencies=args.blocking_concurrency,
                                  max_tokens_list=args.max_tokens, requests_per_level=lambda label, c: max(2, c),
-                                 prompts=prompts, progress=False, timeout_s=args.timeout)
+                                 prompts=prompts, progress=False, timeout_s=args.timeout, before_level=server_ok)
         frames.append(blocking)
         requests.append(blocking_requests)
     summary = pd.concat(frames, ignore_index=True)

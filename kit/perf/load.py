@@ -440,6 +440,7 @@ def sweep(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     streams_per_process: int | None = None,
     max_processes: int | None = None,
+    before_level: Callable[[int, int], bool] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every endpoint at every max_tokens × concurrency level, endpoints back to back per level.
 
@@ -452,6 +453,8 @@ def sweep(
     concurrency); the slices are joined end to end, so the level's wall time is the sum of
     its slices'. ``streams_per_process`` shares each level's streams out over client
     processes (see :func:`process_count`); one pool serves the whole sweep.
+    ``before_level(max_tokens, concurrency)`` runs before each level; when it returns False
+    the sweep stops there and returns the levels measured so far (e.g. the server lost a stub).
     Request ``i`` carries the same prompt whatever the endpoint. Returns
     ``(per_request, summary)`` and, with ``out_dir``, saves them (see :func:`save`).
     """
@@ -470,6 +473,8 @@ def sweep(
                           **options)
         frames = []
         for max_tokens, concurrency in [(int(mt), int(c)) for mt in max_tokens_list for c in concurrencies]:
+            if before_level is not None and not before_level(max_tokens, concurrency):
+                break
             counts = {label: _count(requests_per_level, label, concurrency) for label in endpoints}
             # a slice never holds fewer requests than the concurrency, or the level would not reach it
             parts = {label: max(1, min(rounds, n // concurrency)) for label, n in counts.items()}
@@ -495,7 +500,7 @@ def sweep(
     finally:
         if pool is not None:
             pool.shutdown()
-    per_request = pd.concat(frames, ignore_index=True)
+    per_request = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=REQUEST_COLUMNS)
     summary = summarize(per_request)
     if out_dir is not None:
         save(per_request, summary, out_dir)

@@ -430,6 +430,28 @@ def test_sweep_orders_levels_and_counts_requests(monkeypatch, tmp_path):
     assert {"sweep.csv", "requests.csv", "sweep.json"} <= {p.name for p in tmp_path.iterdir()}
 
 
+def test_sweep_stops_when_before_level_says_so(monkeypatch):
+    """A failed check before a level ends the sweep there; the levels measured so far are kept."""
+    monkeypatch.setattr(load, "run_level", lambda grpc_url, model, *, concurrency, requests, max_tokens, prompts,
+                        endpoint=None, **kw: _requests(endpoint, concurrency, [(0.0, 0.01, 0.1, "")] * requests,
+                                                       max_tokens, model))
+    asked = []
+
+    def before(max_tokens, concurrency):
+        asked.append((max_tokens, concurrency))
+        return concurrency < 4
+
+    per_request, summary = load.sweep("grpc://x:1", {"direct": LLM_MODEL}, concurrencies=[1, 2, 4, 8],
+                                      max_tokens_list=[8], requests_per_level=4, prompts=["p"], warmup=0,
+                                      before_level=before)
+    assert asked == [(8, 1), (8, 2), (8, 4)]
+    assert summary["concurrency"].tolist() == [1, 2]
+    per_request, summary = load.sweep("grpc://x:1", {"direct": LLM_MODEL}, concurrencies=[1], max_tokens_list=[8],
+                                      requests_per_level=4, prompts=["p"], warmup=0, before_level=lambda m, c: False)
+    assert per_request.empty and summary.empty
+    assert list(summary.columns[: len(load.SWEEP_COLUMNS)]) == load.SWEEP_COLUMNS
+
+
 def test_sweep_rounds_take_turns_and_join_slices(monkeypatch):
     """With rounds, endpoints alternate slice by slice; each request keeps its prompt; slices join end to end."""
     calls = []
