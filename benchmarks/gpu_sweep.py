@@ -69,7 +69,7 @@ def main() -> None:
     if chosen:
         both_requests, both = load.sweep(grpc_url, chosen,
                                          concurrencies=args.concurrency, max_tokens_list=args.max_tokens,
-                                         requests_per_level=per_level, prompts=prompts, progress=False,
+                                         requests_per_level=per_level, prompts=prompts, progress=False, warmup=16,
                                          streams_per_process=args.streams_per_process, timeout_s=args.timeout,
                                          max_processes=args.max_processes, before_level=server_ok)
         frames.append(both)

@@ -61,13 +61,15 @@ def compare(
     progress: bool = True,
     warmup: int = 2,
     rounds: int = 4,
+    streams_per_process: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Direct vs pipeline (vs blocking) on the same requests; returns ``(per_request, summary)``.
 
     ``requests`` is a count per endpoint and level, or ``f(concurrency) -> count``. The
     blocking pipeline serves one request at a time, so it gets ``concurrency`` requests
     (at least 2, at most as many as the others). The endpoints take turns in ``rounds``
-    slices per level (see :func:`kit.perf.load.sweep`).
+    slices per level, and ``streams_per_process`` spreads the clients over processes (see
+    :func:`kit.perf.load.sweep`).
     """
     endpoints = {k: v for k, v in ENDPOINTS.items() if blocking or k != "blocking"}
 
@@ -77,7 +79,7 @@ def compare(
 
     return load.sweep(grpc_url, endpoints, concurrencies=concurrencies, max_tokens_list=[max_tokens],
                       requests_per_level=count, prompts=prompts, progress=progress, warmup=warmup,
-                      rounds=rounds)
+                      rounds=rounds, streams_per_process=streams_per_process)
 
 
 def _row(summary: pd.DataFrame, endpoint: str, concurrency: int, max_tokens: int) -> pd.Series | None:
@@ -263,12 +265,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--perf-analyzer", action="store_true",
                         help="also run one perf_analyzer concurrency sweep through the pipeline")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--streams-per-process", type=int, default=0,
+                        help="one client process per this many streams (default 0: one process; a GPU serving "
+                             "hundreds of streams outruns one Python client, use e.g. 32)")
 
 
 def _settings(args) -> dict[str, Any]:
     concurrency = args.concurrency or list(QUICK_CONCURRENCY if args.quick else DEFAULT_CONCURRENCY)
     max_tokens = args.max_tokens or (QUICK_MAX_TOKENS if args.quick else DEFAULT_MAX_TOKENS)
-    return {"concurrency": concurrency, "max_tokens": max_tokens, "requests": args.requests, "quick": args.quick}
+    return {"concurrency": concurrency, "max_tokens": max_tokens, "requests": args.requests, "quick": args.quick,
+            "streams_per_process": args.streams_per_process or None}
 
 
 def _print_table(summary: pd.DataFrame) -> None:
@@ -340,7 +346,8 @@ def main(args) -> int:
               + (" (blocking: = concurrency)" if blocking else ""))
         per_request, summary = compare(target.grpc_url, concurrencies=settings["concurrency"],
                                        max_tokens=settings["max_tokens"], requests=per_level, prompts=prompts,
-                                       blocking=blocking, progress=not args.no_progress)
+                                       blocking=blocking, progress=not args.no_progress,
+                                       streams_per_process=settings["streams_per_process"])
         load.save(per_request, summary, out)
         print()
         _print_table(summary)

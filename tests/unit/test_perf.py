@@ -538,6 +538,7 @@ def test_compare_gives_blocking_fewer_requests(monkeypatch):
     def fake_sweep(grpc_url, endpoints, *, requests_per_level, concurrencies, **kwargs):
         seen["endpoints"] = dict(endpoints)
         seen["counts"] = {(label, c): requests_per_level(label, c) for label in endpoints for c in concurrencies}
+        seen["streams_per_process"] = kwargs.get("streams_per_process")
         return pd.DataFrame(), pd.DataFrame()
 
     monkeypatch.setattr(load, "sweep", fake_sweep)
@@ -545,8 +546,10 @@ def test_compare_gives_blocking_fewer_requests(monkeypatch):
     assert seen["endpoints"] == {"direct": LLM_MODEL, "pipeline": PIPELINE_MODEL, "blocking": BLOCKING_MODEL}
     assert seen["counts"][("pipeline", 48)] == 154
     assert [seen["counts"][("blocking", c)] for c in (1, 8, 48)] == [2, 8, 48]
-    bench.compare("grpc://x:1", concurrencies=[2], max_tokens=8, requests=4, prompts=["p"], blocking=False)
-    assert "blocking" not in seen["endpoints"]
+    assert seen["streams_per_process"] is None
+    bench.compare("grpc://x:1", concurrencies=[2], max_tokens=8, requests=4, prompts=["p"], blocking=False,
+                  streams_per_process=32)
+    assert "blocking" not in seen["endpoints"] and seen["streams_per_process"] == 32
 
 
 def test_bench_arguments():
@@ -562,6 +565,8 @@ def test_bench_arguments():
     defaults = parser.parse_args([])
     assert bench._settings(defaults)["concurrency"] == [1, 8, 48]
     assert bench._settings(defaults)["max_tokens"] == 64
+    assert bench._settings(defaults)["streams_per_process"] is None  # one client process by default
+    assert bench._settings(parser.parse_args(["--streams-per-process", "32"]))["streams_per_process"] == 32
 
 
 # --------------------------------------------------------------------------- plots
