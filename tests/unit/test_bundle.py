@@ -82,7 +82,7 @@ def test_uninstall_removes_one_distribution_by_its_record(tmp_path):
     _fake_distribution(tmp_path, "huggingface-hub", "2.4.0", files=("huggingface_hub/__init__.py",))
     keep = _fake_distribution(tmp_path, "tqdm", "4.70.1", files=("tqdm/__init__.py",))
     bundle.uninstall(tmp_path, "huggingface-hub")
-    assert not (tmp_path / "huggingface_hub" / "__init__.py").exists()
+    assert not (tmp_path / "huggingface_hub").exists()  # its emptied folder goes too
     assert not list(tmp_path.glob("huggingface_hub-*.dist-info"))
     assert keep.is_dir() and (tmp_path / "tqdm" / "__init__.py").exists()
 
@@ -120,3 +120,37 @@ def test_reassemble_names_missing_parts_and_corrupt_wheels(tmp_path):
     (tmp_path / parts[1]).write_bytes(b"y" * (1024 * 1024))
     with pytest.raises(SetupError, match="corrupt.*copy it again"):
         bundle.reassemble(tmp_path)
+
+
+def _wheel(folder, name, version, module):
+    """A minimal real wheel holding one empty module."""
+    import zipfile
+
+    dist = f"{name.replace('-', '_')}-{version}"
+    path = folder / f"{dist}-py3-none-any.whl"
+    files = {
+        f"{module}/__init__.py": "",
+        f"{dist}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{dist}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    files[f"{dist}.dist-info/RECORD"] = "".join(f"{f},,\n" for f in files) + f"{dist}.dist-info/RECORD,,\n"
+    with zipfile.ZipFile(path, "w") as zf:
+        for arcname, text in files.items():
+            zf.writestr(arcname, text)
+    return path
+
+
+def test_install_reassembles_installs_and_checks(tmp_path, capsys):
+    """The whole --install path with the real pip: the host's packages reject the bundled hub, so it
+    goes again; a conflict with a hard pin is only reported (it may be unused on the kit's path)."""
+    wheels, site = tmp_path / "wheels", tmp_path / "site"
+    wheels.mkdir()
+    _wheel(wheels, "huggingface-hub", "0.1.0", "huggingface_hub")
+    _wheel(wheels, "numpy", "0.1.0", "numpy")
+    _wheel(wheels, "kit-extra-tool", "1.0.0", "kit_extra_tool")
+    bundle.split(wheels, chunk_mb=60)
+    bundle.install(wheels, site)
+    out = capsys.readouterr().out
+    assert "installed 3 wheels" in out and "took huggingface-hub out" in out
+    assert not list(site.glob("huggingface_hub*")) and (site / "kit_extra_tool" / "__init__.py").is_file()
+    assert (site / "numpy" / "__init__.py").is_file() and "warning: the host's" in out and "numpy" in out
