@@ -80,6 +80,13 @@ def _stubs(detached, model: str) -> list[int]:
             if f"{detached.repository}/{model}/".encode() in (p / "cmdline").read_bytes()]
 
 
+def _kill(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while srv.pid_alive(pid) and time.monotonic() < deadline:  # a zombie counts as dead
+        time.sleep(0.1)
+
+
 def test_status_reports_dead_stubs_and_restart_recovers(detached):
     """Killing the vLLM stub and one of two pipeline stubs makes `kit status` say NOT READY with
     both reasons and the log's error line; a restart serves again."""
@@ -88,14 +95,17 @@ def test_status_reports_dead_stubs_and_restart_recovers(detached):
     assert len(stubs) == 1, f"expected one stub process for the vLLM model, found {stubs}"
     pipeline_stubs = _stubs(detached, PIPELINE_MODEL)
     assert len(pipeline_stubs) == 2, f"expected two pipeline stubs, found {pipeline_stubs}"
-    os.kill(stubs[0], signal.SIGKILL)
-    time.sleep(1)
+    _kill(stubs[0])
     # a live pipeline instance meets the dead LLM stub and logs it (a dead pipeline instance could not)
     with pytest.raises(InferenceError, match="not healthy|Stub"):
         Client(detached.endpoints.grpc_url).generate("hello again", max_tokens=4)
-    os.kill(pipeline_stubs[0], signal.SIGKILL)
-    time.sleep(1)
-    report = srv.status()
+    _kill(pipeline_stubs[0])
+    deadline = time.monotonic() + 15  # the server writes the pipeline's log line asynchronously
+    while True:
+        report = srv.status()
+        if any("not healthy" in line for line in report["errors"]) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert not report["ready"]
     assert "NOT READY" in report["message"] and LLM_MODEL in report["message"]
     reasons = {m["name"]: m.get("reason", "") for m in report["models"]}
