@@ -48,7 +48,11 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=120.0, help="seconds a request may take before it counts as an error")
     args = p.parse_args()
 
-    grpc_url = args.grpc_url or read_state()["grpc_url"]
+    state = read_state()
+    if not args.grpc_url and not state:
+        sys.exit("no detached server: start one (`python -m kit serve --params params/gpu-bench.yaml --detach`) "
+                 "or pass --grpc-url")
+    grpc_url = args.grpc_url or state["grpc_url"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     prompts = load.default_prompts(max(args.concurrency) * args.rounds, args.tokenizer)
@@ -65,6 +69,7 @@ def main() -> None:
             print(f"stopping before max_tokens={max_tokens} concurrency={concurrency}: {report['message']}",
                   flush=True)
         return report["ready"]
+
     chosen = {k: v for k, v in {"direct": LLM_MODEL, "pipeline": PIPELINE_MODEL}.items() if k in args.endpoints}
     if chosen:
         both_requests, both = load.sweep(grpc_url, chosen,
