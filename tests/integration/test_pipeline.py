@@ -146,10 +146,22 @@ def test_cancelled_stream_cancels_the_llm_request(server):
     assert time.monotonic() - started < 30
 
 
+def _settled_metric(server, name: str, model: str) -> float:
+    """A guard counter once the pipeline's pending counts (handed over twice a second) have landed."""
+    value = server.metric(name, model=model)
+    for _ in range(8):
+        time.sleep(0.7)
+        value, previous = server.metric(name, model=model), value
+        if value == previous:
+            break
+    return value
+
+
 def test_guard_metrics_count_blocks_and_censored_words(server, profane_sampling):
     """The pipeline exports prompts blocked, words censored and guard time on the metrics port."""
-    blocked = server.metric("kit_guard_prompts_blocked_total", model=PIPELINE_MODEL)
-    censored = server.metric("kit_guard_words_censored_total", model=PIPELINE_MODEL)
+    # earlier tests' last requests may still have counts on their way
+    blocked = _settled_metric(server, "kit_guard_prompts_blocked_total", PIPELINE_MODEL)
+    censored = _settled_metric(server, "kit_guard_words_censored_total", PIPELINE_MODEL)
     server.client().generate("shit", max_tokens=4)
     result = server.client().generate("x", prompt_is_formatted=True, sampling=profane_sampling)
     deadline = time.monotonic() + 5  # the pipeline hands its counters to Triton twice a second
