@@ -70,19 +70,20 @@ def main() -> None:
                   flush=True)
         return report["ready"]
 
+    common = dict(max_tokens_list=args.max_tokens, prompts=prompts, progress=False, timeout_s=args.timeout,
+                  before_level=server_ok)
     chosen = {k: v for k, v in {"direct": LLM_MODEL, "pipeline": PIPELINE_MODEL}.items() if k in args.endpoints}
     if chosen:
-        both_requests, both = load.sweep(grpc_url, chosen,
-                                         concurrencies=args.concurrency, max_tokens_list=args.max_tokens,
-                                         requests_per_level=per_level, prompts=prompts, progress=False, warmup=16,
-                                         streams_per_process=args.streams_per_process, timeout_s=args.timeout,
-                                         max_processes=args.max_processes, before_level=server_ok)
+        both_requests, both = load.sweep(grpc_url, chosen, concurrencies=args.concurrency,
+                                         requests_per_level=per_level, warmup=16,
+                                         streams_per_process=args.streams_per_process,
+                                         max_processes=args.max_processes, **common)
         frames.append(both)
         requests.append(both_requests)
     if args.blocking_concurrency:
-        blocking_requests, blocking = load.sweep(grpc_url, {"blocking": BLOCKING_MODEL}, concurrencies=args.blocking_concurrency,
-                                 max_tokens_list=args.max_tokens, requests_per_level=lambda label, c: max(2, c),
-                                 prompts=prompts, progress=False, timeout_s=args.timeout, before_level=server_ok)
+        blocking_requests, blocking = load.sweep(grpc_url, {"blocking": BLOCKING_MODEL},
+                                                 concurrencies=args.blocking_concurrency,
+                                                 requests_per_level=lambda label, c: max(2, c), **common)
         frames.append(blocking)
         requests.append(blocking_requests)
     summary = pd.concat(frames, ignore_index=True)

@@ -297,14 +297,18 @@ def add_arguments(parser) -> None:
     parser.add_argument("--target", default="site", help="with --install: the folder to install into")
 
 
+def _comma_list(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
 def main(args) -> None:
     if args.install:
         install(Path(args.install), Path(args.target))
         return
     if not args.out:
         raise ConfigError("give --out DIR for the bundle")
-    have = tuple(h.strip() for h in args.have.split(",")) if args.have else (CUDA_IMAGE_HAS if args.cuda else ())
-    also = tuple(a.strip() for a in args.also.split(",") if a.strip())
+    have = _comma_list(args.have) if args.have else (CUDA_IMAGE_HAS if args.cuda else ())
+    also = _comma_list(args.also)
     manifest = gather(Path(args.out), python=args.python, cuda=args.cuda, have=have, chunk_mb=args.chunk_mb,
                       full=args.full, target_has=read_freeze(Path(args.have_freeze)) if args.have_freeze else None,
                       also=also)
