@@ -126,7 +126,7 @@ class TritonPythonModel:
         exclude = tensors.optional(request, "exclude_input_in_output")
         if stream and exclude is not None and not bool(exclude):
             raise RequestError("streaming returns only new text: drop exclude_input_in_output or set it true")
-        params = sampling.parse(tensors.optional(request, "sampling_parameters"), max_context=self.max_context)
+        params = self._sampling(request)
         return {
             "prompt": prompt,
             "stream": stream,
@@ -136,6 +136,17 @@ class TritonPythonModel:
             "finish_reason": tensors.flag(request, "return_finish_reason"),
             "num_output_tokens": tensors.flag(request, "return_num_output_tokens"),
         }
+
+    def _sampling(self, request) -> dict:
+        """``sampling_parameters``, or the request's parameters when that tensor is absent (NVIDIA's contract)."""
+        raw = tensors.optional(request, "sampling_parameters")
+        if raw is not None:
+            return sampling.parse(raw, max_context=self.max_context)
+        params = {
+            k: v for k, v in _request_parameters(request).items()
+            if k not in (ID_PARAMETER, ABORT_PARAMETER) and not k.startswith("triton_")
+        }
+        return sampling.check(params, max_context=self.max_context)
 
     def _response(self, job: dict, outputs, texts: list[str]):
         out = [tensors.bytes_tensor("text_output", texts)]
@@ -147,7 +158,6 @@ class TritonPythonModel:
         return pb_utils.InferenceResponse(output_tensors=out)
 
     async def _generate(self, job: dict, sender) -> None:
-        from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
         request_id = job["request_id"]
@@ -155,10 +165,7 @@ class TritonPythonModel:
         cancel_check = tensors.CancelCheck()
         try:
             kind = RequestOutputKind.DELTA if job["stream"] else RequestOutputKind.FINAL_ONLY
-            try:
-                params = SamplingParams(**job["params"], output_kind=kind)
-            except (ValueError, TypeError) as exc:
-                raise RequestError(f"invalid sampling parameters: {exc}") from None
+            params = sampling.to_vllm(job["params"], output_kind=kind)
             self.in_flight.add(request_id)
             async for output in self.engine.generate(job["prompt"], params, request_id):
                 if cancel_check.due() and sender.is_cancelled():
