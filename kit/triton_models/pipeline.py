@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from kit import contract
 from kit.exceptions import RequestError
 from kit.guardrails import Guard
 from kit.pipeline import PromptFormatter, check_request, llm_sampling_json
@@ -280,3 +281,6 @@ class TritonPythonModel:
             self.pool.shutdown(wait=False, cancel_futures=True)
         self.metrics.close()
         self.keeper.clear()
+
+
+TritonPythonModel.__doc__ = "The guarded pipeline's Triton model.\n\n" + contract.PIPELINE.doc()

@@ -4,9 +4,10 @@ It follows the public contract of NVIDIA's vLLM backend, so one model
 repository (``config.pbtxt`` with ``backend: "vllm"`` and engine arguments in
 ``1/model.json``) serves on NVIDIA's image and on the pip-installed server:
 
-* inputs ``text_input`` (required), ``stream``, ``sampling_parameters`` (JSON),
-  ``exclude_input_in_output``, ``return_finish_reason``, ``return_num_output_tokens``;
-* outputs ``text_output`` (+ ``finish_reason``, ``num_output_tokens`` when asked);
+* inputs and outputs as :data:`kit.contract.LLM` declares them (listed in
+  :class:`TritonPythonModel`'s docstring); ``auto_complete_config`` fills in
+  whatever ``config.pbtxt`` leaves out, so NVIDIA's two-line sample
+  (``backend: "vllm"`` + ``instance_group``) loads;
 * one engine per model instance, running on an asyncio loop in a background
   thread: ``execute`` only validates and schedules, so any number of requests
   are in flight at once and vLLM batches them continuously;
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from kit import sampling
+from kit import contract, sampling
 from kit.exceptions import RequestError
 from kit.triton_models import tensors
 from kit.triton_models.engine_metrics import EngineMetrics
@@ -47,6 +48,14 @@ def _request_parameters(request) -> dict:
 
 
 class TritonPythonModel:
+    @staticmethod
+    def auto_complete_config(auto_complete_model_config):
+        """Fill in the contract's tensors, the decoupled policy and ``max_batch_size: 0`` (vLLM batches)."""
+        contract.LLM.complete(auto_complete_model_config)
+        auto_complete_model_config.set_model_transaction_policy({"decoupled": True})
+        auto_complete_model_config.set_max_batch_size(0)
+        return auto_complete_model_config
+
     def initialize(self, args):
         self.model_config = json.loads(args["model_config"])
         if not pb_utils.using_decoupled_model_transaction_policy(self.model_config):
@@ -207,3 +216,6 @@ class TritonPythonModel:
                 self.metrics.close()
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(timeout=10)
+
+
+TritonPythonModel.__doc__ = "The vLLM backend's Triton model.\n\n" + contract.LLM.doc()

@@ -56,7 +56,7 @@ def test_finish_reason_and_token_count_when_asked(server):
     inputs = grpc_inputs({
         "text_input": "count", "sampling_parameters": json.dumps(GREEDY),
         "return_finish_reason": True, "return_num_output_tokens": True,
-    })
+    }, LLM_MODEL)
     client.async_stream_infer(LLM_MODEL, inputs)
     client.stop_stream()  # waits for the outstanding request
     client.close()
@@ -160,7 +160,8 @@ def test_request_parameters_are_the_sampling_parameters_when_the_tensor_is_absen
     client = grpcclient.InferenceServerClient(server.grpc_url.removeprefix("grpc://"))
     answers = []
     client.start_stream(callback=lambda result, error: answers.append((result, error)))
-    inputs = grpc_inputs({"text_input": "params", "exclude_input_in_output": True, "return_num_output_tokens": True})
+    inputs = grpc_inputs({"text_input": "params", "exclude_input_in_output": True, "return_num_output_tokens": True},
+                         LLM_MODEL)
     client.async_stream_infer(LLM_MODEL, inputs, parameters={"max_tokens": 7, "ignore_eos": "true", "temperature": "0"})
     client.stop_stream()
     client.close()
