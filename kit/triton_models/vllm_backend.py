@@ -39,6 +39,11 @@ ID_PARAMETER = "kit_request_id"
 ABORT_PARAMETER = "kit_abort"
 
 
+def _truthy(value) -> bool:
+    """model.json and config parameters say true as a bool or as text (NVIDIA's backend reads both)."""
+    return str(value).strip().lower() == "true"
+
+
 def _request_parameters(request) -> dict:
     try:
         value = json.loads(request.parameters() or "{}")
@@ -65,11 +70,13 @@ class TritonPythonModel:
         self.logger = pb_utils.Logger
         model_json = Path(args["model_repository"]) / args["model_version"] / "model.json"
         engine_json = json.loads(model_json.read_text())
-        report_flag = tensors.config_parameters(self.model_config).get("REPORT_CUSTOM_METRICS", "")
-        report = report_flag.lower() in ("true", "1", "yes")
-        if report:
-            engine_json["disable_log_stats"] = False
-        self.metrics = EngineMetrics({"model": args["model_name"], "version": args["model_version"]}) if report else None
+        # NVIDIA's rule: engine metrics need REPORT_CUSTOM_METRICS and vLLM's statistics (which
+        # `disable_log_stats: true` in model.json turns off).
+        self.report_metrics = self._config_flag("REPORT_CUSTOM_METRICS") and not _truthy(
+            engine_json.get("disable_log_stats", False)
+        )
+        self.labels = {"model": args["model_name"], "version": args["model_version"]}
+        self.metrics = None
 
         self._pin_device(args)
         self.loop = asyncio.new_event_loop()
@@ -79,6 +86,9 @@ class TritonPythonModel:
         self.max_context = self.engine.model_config.max_model_len
         self.in_flight: set[str] = set()
         self.logger.log_info(f"vLLM engine ready for {engine_json.get('model')} (context {self.max_context})")
+
+    def _config_flag(self, name: str) -> bool:
+        return _truthy(tensors.config_parameters(self.model_config).get(name, ""))
 
     def _pin_device(self, args) -> None:
         """With ``KIND_GPU`` instances (replicas), each instance's engine sees only its own GPU.
@@ -91,14 +101,28 @@ class TritonPythonModel:
 
     async def _create_engine(self, engine_json: dict):
         from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.usage.usage_lib import UsageContext
         from vllm.v1.engine.async_llm import AsyncLLM
 
         try:
             engine_args = AsyncEngineArgs(**engine_json)
         except TypeError as exc:
             raise pb_utils.TritonModelException(f"model.json has an invalid engine argument: {exc}") from None
-        loggers = [self.metrics.logger_factory()] if self.metrics else None
-        return AsyncLLM.from_engine_args(engine_args, stat_loggers=loggers)
+        if not self.report_metrics:
+            return AsyncLLM.from_engine_args(engine_args)
+        # The token-count histograms' buckets reach the context length, known once vLLM resolved its config.
+        vllm_config = engine_args.create_engine_config(UsageContext.ENGINE_CONTEXT)
+        try:
+            self.metrics = EngineMetrics(self.labels, vllm_config.model_config.max_model_len)
+        except pb_utils.TritonModelException as exc:
+            if "metrics not supported" not in str(exc):
+                raise
+            self.logger.log_info("the server runs with --allow-metrics=false: no engine metrics")
+            return AsyncLLM.from_vllm_config(vllm_config)
+        return AsyncLLM.from_vllm_config(
+            vllm_config, stat_loggers=[self.metrics.logger_factory()],
+            enable_log_requests=engine_args.enable_log_requests,
+        )
 
     # ------------------------------------------------------------------ requests
     def execute(self, requests):

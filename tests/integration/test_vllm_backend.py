@@ -104,12 +104,26 @@ def test_missing_text_input_is_rejected_by_the_server(server):
     assert server.ready()
 
 
-def test_engine_metrics_are_exported(server):
-    """REPORT_CUSTOM_METRICS puts the engine's token and TTFT counters on the metrics port."""
-    server.client(LLM_MODEL).generate("metrics", sampling=GREEDY)
-    assert server.metric("vllm:generation_tokens_total", model=LLM_MODEL) >= GREEDY["max_tokens"]
-    assert server.metric("vllm:time_to_first_token_seconds_count", model=LLM_MODEL) >= 1
-    assert any(k.startswith("vllm:num_requests_running") for k in server.metrics())
+def test_engine_metrics_are_exported_as_nvidia_names_them(server):
+    """REPORT_CUSTOM_METRICS exports NVIDIA's counters and bucketed histograms, plus the kit's gauges."""
+    import time
+
+    before = server.metric("vllm:e2e_request_latency_seconds_count", model=LLM_MODEL)
+    server.client(LLM_MODEL).generate("metrics", sampling={**GREEDY, "n": 2})
+    deadline = time.monotonic() + 10
+    while server.metric("vllm:e2e_request_latency_seconds_count", model=LLM_MODEL) <= before:
+        assert time.monotonic() < deadline, "engine metrics were not flushed within 10 s"
+        time.sleep(0.2)
+    metrics = server.metrics()
+    assert server.metric("vllm:generation_tokens_total", model=LLM_MODEL) >= 2 * GREEDY["max_tokens"]
+    for histogram in ("time_to_first_token_seconds", "time_per_output_token_seconds", "e2e_request_latency_seconds",
+                      "request_prompt_tokens", "request_generation_tokens", "request_params_n",
+                      "request_params_max_tokens"):
+        buckets = [k for k in metrics if k.startswith(f"vllm:{histogram}_bucket{{") and f'model="{LLM_MODEL}"' in k]
+        assert any('le="+Inf"' in k for k in buckets) and len(buckets) > 2, histogram
+        assert server.metric(f"vllm:{histogram}_count", model=LLM_MODEL) >= 1, histogram
+    assert server.metric("vllm:request_params_n_sum", model=LLM_MODEL) >= 2
+    assert any(k.startswith("vllm:num_requests_running") for k in metrics)
 
 
 # ---------------------------------------------------------------- sampling parameters
