@@ -111,11 +111,19 @@ LLM = Contract(
                optional=True),
         _flag("exclude_input_in_output", "false (default without streaming): the prompt precedes the text"),
         _flag("return_finish_reason", "add finish_reason"),
+        _flag("return_cumulative_logprob", "add cumulative_logprob"),
+        _flag("return_logprobs", "add logprobs (needs sampling parameter logprobs)"),
+        _flag("return_num_input_tokens", "add num_input_tokens"),
         _flag("return_num_output_tokens", "add num_output_tokens"),
     ),
     outputs=(
-        Tensor("text_output", "STRING", (-1,), "generated text, one element per sequence (n)"),
+        Tensor("text_output", "STRING", (-1,), "generated text, one element per sequence (n), in order"),
         Tensor("finish_reason", "STRING", (-1,), "per sequence: stop, length, abort, or None while streaming"),
+        Tensor("cumulative_logprob", "FP32", (-1,), "per sequence: log-probability of its tokens so far"),
+        Tensor("logprobs", "STRING", (-1,),
+               "per sequence: JSON list, one {token id: {logprob, rank, decoded_token}} per token of this "
+               "response, or null without the sampling parameter logprobs"),
+        Tensor("num_input_tokens", "UINT32", (1,), "tokens of the prompt"),
         Tensor("num_output_tokens", "UINT32", (-1,), "per sequence: tokens in this response"),
     ),
 )
@@ -137,13 +145,25 @@ PIPELINE = Contract(
         Tensor("sampling_parameters", "STRING", (1,), "JSON object of vLLM SamplingParams fields, n excepted",
                optional=True),
         _flag("prompt_is_formatted", "true: text_input already carries the chat template"),
+        _flag("return_finish_reason", "add finish_reason"),
+        _flag("return_num_input_tokens", "add num_input_tokens"),
+        _flag("return_num_output_tokens", "add num_output_tokens"),
+        _flag("return_logprobs", "add logprobs (needs sampling parameter logprobs; refused while the output "
+                                 "censor is on, as the tokens would reveal censored words)"),
     ),
     outputs=(
         Tensor("text_output", "STRING", (1,), "the guarded answer (or the refusal)"),
         Tensor("input_blocked", "BOOL", (1,), "the input guard refused the prompt"),
         Tensor("censored_words", "INT32", (1,), "words masked in this response"),
+        Tensor("finish_reason", "STRING", (1,), "stop or length on the last response (blocked: stop), else None"),
+        Tensor("num_input_tokens", "UINT32", (1,), "tokens of the prompt the LLM saw (blocked: 0)"),
+        Tensor("num_output_tokens", "UINT32", (1,), "tokens the LLM generated since the previous response"),
+        Tensor("logprobs", "STRING", (1,), "JSON list of the tokens' logprobs since the previous response"),
     ),
 )
+
+# The pipeline's optional outputs, each asked for by the input ``return_<name>``.
+PIPELINE_EXTRAS = ("finish_reason", "num_input_tokens", "num_output_tokens", "logprobs")
 
 
 def for_model(model: str) -> Contract:

@@ -15,10 +15,12 @@ dashboards work unchanged:
 * the kit's extras: gauges ``vllm:num_requests_running`` / ``_waiting`` and
   counters ``vllm:num_preemptions_total``, ``vllm:request_success_total``.
 
-The engine's loop only adds to plain pending values under a lock; one flusher
-thread hands them to Triton twice a second (each Triton metric call is a round
-trip from the stub to the server, and many threads calling at once crashed
-Triton 2.51's Python backend).
+The engine's loop only adds to plain pending values under a lock and wakes one
+flusher thread, which hands them to Triton at most every :data:`MIN_GAP_S`
+(each Triton metric call is a round trip from the stub to the server, and many
+threads calling at once crashed Triton 2.51's Python backend). Values reach the
+metrics port within milliseconds of the step that produced them, as with
+NVIDIA's backend, so a client that reads them right after its answer sees them.
 """
 
 from __future__ import annotations
@@ -97,15 +99,16 @@ HISTOGRAMS = ("ttft", "tpot", "e2e", "request_prompt", "request_generation", "pa
 
 
 class EngineMetrics:
-    """Collects vLLM's statistics; a flusher thread reports them to Triton every :data:`FLUSH_S`."""
+    """Collects vLLM's statistics; one flusher thread reports them to Triton, woken by each step."""
 
-    FLUSH_S = 0.5
+    MIN_GAP_S = 0.05
 
     def __init__(self, labels: dict[str, str], max_model_len: int):
         self.metrics = _Metrics(labels, max_model_len)
         self.lock = threading.Lock()
         self._reset()
         self.gauges: dict[str, int] = {}
+        self.wake = threading.Event()
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, name="vllm-metrics", daemon=True)
         self.thread.start()
@@ -137,6 +140,7 @@ class EngineMetrics:
                 seen["request_generation"].append(request.num_generation_tokens)
                 if request.max_tokens_param:
                     seen["params_max_tokens"].append(request.max_tokens_param)
+        self.wake.set()
 
     def flush(self) -> None:
         """Hand the pending values to Triton (the flusher thread's work; also called on close)."""
@@ -155,15 +159,22 @@ class EngineMetrics:
                 histogram.observe(float(value))
 
     def _run(self) -> None:
-        while not self.stopped.wait(self.FLUSH_S):
+        while True:
+            self.wake.wait()
+            if self.stopped.is_set():
+                return
+            self.wake.clear()
             try:
                 self.flush()
             except Exception as exc:  # noqa: BLE001 - metrics must never stop serving
                 pb_utils.Logger.log_warn(f"engine metrics not reported: {exc}")
+            if self.stopped.wait(self.MIN_GAP_S):  # steps in the meantime are reported together
+                return
 
     def close(self) -> None:
         """Stop the flusher, report what is pending, then drop the metrics before their families."""
         self.stopped.set()
+        self.wake.set()
         self.thread.join(timeout=5)
         self.flush()
         close_metrics(self.metrics)

@@ -23,6 +23,7 @@ import asyncio
 import json
 import os
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -33,15 +34,40 @@ from kit import contract, sampling
 from kit.exceptions import RequestError
 from kit.triton_models import tensors
 from kit.triton_models.engine_metrics import EngineMetrics
+from kit.triton_models.sequences import Merged, Sequences
 
 
 ID_PARAMETER = "kit_request_id"
+# Optional outputs, each sent only when the request's input `return_<name>` is true.
+EXTRA_OUTPUTS = ("finish_reason", "cumulative_logprob", "logprobs", "num_input_tokens", "num_output_tokens")
 ABORT_PARAMETER = "kit_abort"
 
 
 def _truthy(value) -> bool:
     """model.json and config parameters say true as a bool or as text (NVIDIA's backend reads both)."""
     return str(value).strip().lower() == "true"
+
+
+def read_loras(engine_json: dict, version_dir: Path) -> dict[str, str]:
+    """Adapter name → folder from ``multi_lora.json`` when model.json says ``enable_lora``; else empty.
+
+    NVIDIA's layout: ``1/multi_lora.json`` maps each name to an adapter folder (PEFT layout);
+    relative folders are taken from the version folder.
+    """
+    if not _truthy(engine_json.get("enable_lora", False)):
+        return {}
+    path = version_dir / "multi_lora.json"
+    try:
+        table = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise pb_utils.TritonModelException(
+            f"model.json enables LoRA but {path} is missing; add it: {{\"<adapter name>\": \"<adapter folder>\"}}"
+        ) from None
+    except ValueError as exc:
+        raise pb_utils.TritonModelException(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
+        raise pb_utils.TritonModelException(f"{path} must map adapter names to folders (strings)")
+    return {name: str((version_dir / folder).resolve()) for name, folder in table.items()}
 
 
 def _request_parameters(request) -> dict:
@@ -77,6 +103,9 @@ class TritonPythonModel:
         )
         self.labels = {"model": args["model_name"], "version": args["model_version"]}
         self.metrics = None
+        self.loras = read_loras(engine_json, model_json.parent)
+        self.health_check = self._config_flag("ENABLE_VLLM_HEALTH_CHECK")
+        self.healthy = True
 
         self._pin_device(args)
         self.loop = asyncio.new_event_loop()
@@ -126,6 +155,11 @@ class TritonPythonModel:
 
     # ------------------------------------------------------------------ requests
     def execute(self, requests):
+        if self.health_check and not self._check_health():
+            for request in requests:
+                tensors.send_error(request.get_response_sender(), "Model is unavailable due to unhealthy vLLM engine",
+                                   pb_utils.TritonError.UNAVAILABLE)
+            return None
         for request in requests:
             sender = request.get_response_sender()
             control = _request_parameters(request)
@@ -146,6 +180,17 @@ class TritonPythonModel:
             asyncio.run_coroutine_threadsafe(self._generate(job, sender), self.loop)
         return None
 
+    def _check_health(self) -> bool:
+        """``ENABLE_VLLM_HEALTH_CHECK``: ask the engine before each batch; once it fails, unload the model."""
+        if self.healthy:
+            try:
+                asyncio.run_coroutine_threadsafe(self.engine.check_health(), self.loop).result()
+            except Exception as exc:  # noqa: BLE001 - any failure means the engine cannot serve
+                self.healthy = False
+                self.logger.log_error(f"the vLLM engine is not healthy ({exc!r}); unloading {self.labels['model']}")
+                pb_utils.unload_model(self.labels["model"])  # returns at once; Triton unloads after this call
+        return self.healthy
+
     async def _abort(self, request_id: str, sender) -> None:
         try:
             if request_id in self.in_flight:
@@ -158,17 +203,32 @@ class TritonPythonModel:
         stream = tensors.flag(request, "stream")
         exclude = tensors.optional(request, "exclude_input_in_output")
         if stream and exclude is not None and not bool(exclude):
-            raise RequestError("streaming returns only new text: drop exclude_input_in_output or set it true")
+            # NVIDIA's text, which its clients compare verbatim: streaming returns only new text
+            raise RequestError(
+                "Error generating stream: When streaming, `exclude_input_in_output` = False is not allowed."
+            )
         params = self._sampling(request)
+        lora_name = params.pop("lora_name", None)
         return {
+            "lora": self._lora_request(lora_name) if lora_name is not None else None,
             "prompt": prompt,
             "stream": stream,
             # NVIDIA's contract: without streaming the prompt is prepended unless excluded
             "prepend_prompt": not stream and not (exclude is not None and bool(exclude)),
             "params": params,
-            "finish_reason": tensors.flag(request, "return_finish_reason"),
-            "num_output_tokens": tensors.flag(request, "return_num_output_tokens"),
+            # the optional outputs asked for by their `return_<name>` inputs
+            "extras": {name for name in EXTRA_OUTPUTS if tensors.flag(request, f"return_{name}")},
         }
+
+    def _lora_request(self, name: str):
+        """vLLM's ``LoRARequest`` for adapter ``name`` of ``1/multi_lora.json`` (NVIDIA's error texts)."""
+        from vllm.lora.request import LoRARequest
+
+        if not self.loras:
+            raise RequestError("LoRA feature is not enabled.")
+        if name not in self.loras:
+            raise RequestError(f"LoRA {name} is not supported, we currently support {list(self.loras)}")
+        return LoRARequest(name, list(self.loras).index(name) + 1, self.loras[name])
 
     def _sampling(self, request) -> dict:
         """``sampling_parameters``, or the request's parameters when that tensor is absent (NVIDIA's contract)."""
@@ -181,16 +241,25 @@ class TritonPythonModel:
         }
         return sampling.check(params, max_context=self.max_context)
 
-    def _response(self, job: dict, outputs, texts: list[str]):
+    def _response(self, job: dict, merged: Merged):
+        """One response: ``text_output`` plus the optional outputs the request asked for (n entries each)."""
+        texts = [job["prompt"] + t for t in merged.texts] if job["prepend_prompt"] else merged.texts
         out = [tensors.bytes_tensor("text_output", texts)]
-        if job["finish_reason"]:
-            out.append(tensors.bytes_tensor("finish_reason", [str(o.finish_reason) for o in outputs]))
-        if job["num_output_tokens"]:
-            counts = np.array([len(o.token_ids) for o in outputs], dtype=np.uint32)
-            out.append(pb_utils.Tensor("num_output_tokens", counts))
+        extras = job["extras"]
+        if "finish_reason" in extras:
+            out.append(tensors.bytes_tensor("finish_reason", merged.finish_reasons))
+        if "cumulative_logprob" in extras:
+            out.append(pb_utils.Tensor("cumulative_logprob", np.array(merged.cumulative_logprobs, dtype=np.float32)))
+        if "logprobs" in extras:
+            out.append(tensors.bytes_tensor("logprobs", merged.logprobs))
+        if "num_input_tokens" in extras:
+            out.append(pb_utils.Tensor("num_input_tokens", np.array([merged.num_input_tokens], dtype=np.uint32)))
+        if "num_output_tokens" in extras:
+            out.append(pb_utils.Tensor("num_output_tokens", np.array(merged.num_output_tokens, dtype=np.uint32)))
         return pb_utils.InferenceResponse(output_tensors=out)
 
     async def _generate(self, job: dict, sender) -> None:
+        from vllm.exceptions import VLLMClientError  # request errors; not ValueErrors
         from vllm.sampling_params import RequestOutputKind
 
         request_id = job["request_id"]
@@ -199,27 +268,30 @@ class TritonPythonModel:
         try:
             kind = RequestOutputKind.DELTA if job["stream"] else RequestOutputKind.FINAL_ONLY
             params = sampling.to_vllm(job["params"], output_kind=kind)
+            sequences = Sequences(params.n, logprobs=params.logprobs is not None)
             self.in_flight.add(request_id)
-            async for output in self.engine.generate(job["prompt"], params, request_id):
+            async for output in self.engine.generate(job["prompt"], params, request_id, lora_request=job["lora"]):
                 if cancel_check.due() and sender.is_cancelled():
                     await self.engine.abort(request_id)
                     tensors.send_error(sender, "request cancelled", pb_utils.TritonError.CANCELLED)
                     finished = True
                     return
-                texts = [o.text for o in output.outputs]
-                if job["prepend_prompt"]:
-                    texts = [job["prompt"] + t for t in texts]
                 flags = tensors.FINAL if output.finished else 0
                 if job["stream"] or output.finished:
-                    sender.send(self._response(job, output.outputs, texts), flags=flags)
+                    sender.send(self._response(job, sequences.merge([output])), flags=flags)
                 finished = finished or output.finished
         except RequestError as exc:
             tensors.send_error(sender, str(exc))
             finished = True
-        except ValueError as exc:  # vLLM's own input validation (prompt too long, ...)
+        except (ValueError, VLLMClientError) as exc:  # vLLM's own input validation (prompt too long, ...)
             tensors.send_error(sender, f"vLLM rejected the request: {exc}")
             finished = True
         except Exception as exc:  # noqa: BLE001
+            if isinstance(exc.__cause__, (ValueError, VLLMClientError)):
+                # AsyncLLM wraps a ValueError of its input checks in an EngineGenerateError
+                tensors.send_error(sender, f"vLLM rejected the request: {exc.__cause__}")
+                finished = True
+                return
             self.logger.log_error(f"request {request_id} failed: {exc!r}")
             tensors.send_error(sender, f"generation failed: {exc}", pb_utils.TritonError.INTERNAL)
             finished = True
@@ -232,6 +304,11 @@ class TritonPythonModel:
                     sender.send(flags=tensors.FINAL)
 
     def finalize(self):
+        # Unloading waits for the requests in flight (NVIDIA's backend does too); Triton's own
+        # exit timeout bounds the wait when the server stops.
+        while self.in_flight:
+            self.logger.log_info(f"waiting for {len(self.in_flight)} request(s) in flight before unloading")
+            time.sleep(1)
         self.logger.log_info("shutting down the vLLM engine")
         try:
             self.engine.shutdown()

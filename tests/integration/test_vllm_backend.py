@@ -190,3 +190,65 @@ def test_vllm_validation_errors_are_invalid_arg_with_vllms_message(server):
     with pytest.raises(InferenceError, match="min_tokens must be less than or equal to max_tokens") as info:
         client.generate("x", sampling={"min_tokens": 9, "max_tokens": 3})
     assert info.value.status == "400"  # INVALID_ARG; INTERNAL would be 500
+
+
+# ---------------------------------------------------------------- NVIDIA's sample layout, LoRA, health check
+@pytest.fixture
+def sample_model(server):
+    from conftest import SAMPLE_MODEL
+
+    if server.repository is None:
+        pytest.skip("the external server has no LoRA sample model")
+    return SAMPLE_MODEL
+
+
+def test_a_config_without_tensors_loads_through_auto_complete(server, sample_model):
+    """NVIDIA's two-line config.pbtxt loads: the backend fills in the tensors, decoupled policy and batching."""
+    import urllib.request
+
+    from kit import contract
+
+    with urllib.request.urlopen(f"{server.http_url}/v2/models/{sample_model}/config", timeout=10) as resp:
+        config = json.loads(resp.read())
+    assert config["model_transaction_policy"]["decoupled"] is True
+    assert config["max_batch_size"] == 0
+    assert [t["name"] for t in config["input"]] == [t.name for t in contract.LLM.inputs]
+    assert {t["name"]: t["data_type"] for t in config["output"]} == {
+        t.name: t.config_type for t in contract.LLM.outputs
+    }
+
+
+def test_lora_name_picks_the_adapter(server, sample_model):
+    """Each adapter of multi_lora.json changes the tiny model's greedy output; no adapter is the base model."""
+    client = server.client(sample_model)
+    answers = {name: client.generate("Hello there", sampling={**GREEDY, "lora_name": name}).text
+               for name in ("doll", "sheep")}
+    base = client.generate("Hello there", sampling=GREEDY).text
+    assert len({base, *answers.values()}) == 3
+    assert client.generate("Hello there", sampling={**GREEDY, "lora_name": "doll"}).text == answers["doll"]
+
+
+@pytest.mark.parametrize("model, lora, message", [
+    ("sample", "unavailable", r"LoRA unavailable is not supported, we currently support \['doll', 'sheep'\]"),
+    (LLM_MODEL, "doll", "LoRA feature is not enabled."),
+])
+def test_unknown_adapter_or_lora_off_is_a_clear_invalid_arg(server, sample_model, model, lora, message):
+    """An adapter that is not listed, or any adapter while LoRA is off, gets NVIDIA's error text as a 400."""
+    model = sample_model if model == "sample" else model
+    client = Client(server.grpc_url, server.http_url, model=model, protocol="http")
+    with pytest.raises(InferenceError, match=message) as info:
+        client.generate("x", sampling={"lora_name": lora})
+    assert info.value.status == "400"
+
+
+def test_disable_log_stats_turns_engine_metrics_off(server, sample_model):
+    """REPORT_CUSTOM_METRICS with disable_log_stats: true in model.json exports no vllm: metric (NVIDIA's rule)."""
+    server.client(sample_model).generate("quiet", sampling=GREEDY)
+    assert not [k for k in server.metrics() if k.startswith("vllm:") and f'model="{sample_model}"' in k]
+
+
+def test_health_checked_model_serves_while_the_engine_is_healthy(server, sample_model):
+    """With ENABLE_VLLM_HEALTH_CHECK the engine is asked before each batch; a healthy one serves on."""
+    for _ in range(2):
+        assert server.client(sample_model).generate("healthy?", sampling=GREEDY).text
+    assert server.ready()

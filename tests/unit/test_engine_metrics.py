@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import time
 import types
 from types import SimpleNamespace
 
@@ -47,7 +48,6 @@ def engine_metrics(monkeypatch):
     monkeypatch.delitem(sys.modules, "kit.triton_models.engine_metrics", raising=False)
     FakeFamily.made = {}
     module = importlib.import_module("kit.triton_models.engine_metrics")
-    monkeypatch.setattr(module.EngineMetrics, "FLUSH_S", 3600)  # the test flushes by hand
     yield module
     sys.modules.pop("kit.triton_models.engine_metrics", None)
 
@@ -62,13 +62,19 @@ def iteration(**changes):
     return SimpleNamespace(**{**stats, **changes})
 
 
+def wait_for(condition, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "the flusher thread did not report in time"
+        time.sleep(0.01)
+
+
 def test_one_step_becomes_counters_histograms_and_gauges(engine_metrics):
-    """A step's statistics land in NVIDIA's counters and histograms and the kit's gauges on flush."""
+    """A step's statistics reach NVIDIA's counters and histograms and the kit's gauges, via the flusher."""
     metrics = engine_metrics.EngineMetrics({"model": "m"}, max_model_len=2048)
     metrics.record(SimpleNamespace(num_running_reqs=3, num_waiting_reqs=1), iteration())
-    assert FakeFamily.made["vllm:prompt_tokens_total"].calls == []  # nothing reaches Triton before a flush
-    metrics.flush()
     made = FakeFamily.made
+    wait_for(lambda: made["vllm:e2e_request_latency_seconds"].calls)
     assert made["vllm:prompt_tokens_total"].calls == [("increment", 6)]
     assert made["vllm:generation_tokens_total"].calls == [("increment", 3)]
     assert made["vllm:num_requests_running"].calls == [("set", 3)]
@@ -93,11 +99,11 @@ def test_histograms_carry_buckets(engine_metrics):
 def test_flushes_do_not_repeat_and_close_reports_what_is_pending(engine_metrics):
     """A flush hands each value over once; close() flushes the rest, then drops the metrics."""
     metrics = engine_metrics.EngineMetrics({"model": "m"}, max_model_len=2048)
+    counter = FakeFamily.made["vllm:prompt_tokens_total"]
     metrics.record(None, iteration())
-    metrics.flush()
+    wait_for(lambda: counter.calls)
     metrics.flush()
     metrics.record(None, iteration(num_prompt_tokens=4))
-    counter = FakeFamily.made["vllm:prompt_tokens_total"]
     metrics.close()
     assert counter.calls == [("increment", 6), ("increment", 4)]
     assert not metrics.metrics.families and not metrics.thread.is_alive()
