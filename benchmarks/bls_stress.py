@@ -26,11 +26,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kit import repository  # noqa: E402
-from kit import server as srv  # noqa: E402
-from kit.config import LLM_MODEL, PIPELINE_MODEL, DeploymentConfig  # noqa: E402
-from kit.models import build_tiny_model  # noqa: E402
-from kit.perf import load  # noqa: E402
+from kit import repository
+from kit import server as srv
+from kit.config import LLM_MODEL, PIPELINE_MODEL, DeploymentConfig
+from kit.weights import build_tiny_model
+from kit.perf import load
 
 STAND_IN = """# Stand-in for llama3-8b-instruct in benchmarks/bls_stress.py: streams max_tokens deltas.
 import os

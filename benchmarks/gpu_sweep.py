@@ -22,9 +22,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kit.config import BLOCKING_MODEL, LLM_MODEL, PIPELINE_MODEL  # noqa: E402
-from kit.perf import load  # noqa: E402
-from kit.server import read_state, status  # noqa: E402
+from kit.config import BLOCKING_MODEL, LLM_MODEL, PIPELINE_MODEL
+from kit.perf import load
+from kit.server import read_state, status
 
 
 def ints(text: str) -> list[int]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from kit.exceptions import ConfigError
-from kit.models import LLAMA3_REPO_ID, tiny_model_dir
+from kit.weights import LLAMA3_REPO_ID, tiny_model_dir
 
 BLS_MODES = ("async", "blocking")
 DEVICES = ("gpu", "cpu")

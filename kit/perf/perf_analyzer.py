@@ -37,7 +37,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import pandas as pd
 
 from kit.client import request_inputs
-from kit.exceptions import KitError, SetupError
+from kit.exceptions import PerfAnalyzerError, SetupError
 
 BINARY = "perf_analyzer"
 CUDART = "libcudart.so.12"
@@ -80,10 +80,6 @@ LEADING_COLUMNS = (
     "model", "concurrency", "max_tokens", "throughput_infer_s", "latency_avg_ms",
     "latency_p50_ms", "latency_p90_ms", "latency_p95_ms", "latency_p99_ms",
 )
-
-
-class PerfAnalyzerError(KitError):
-    """perf_analyzer ran but produced no result; the message quotes its own words."""
 
 
 # --------------------------------------------------------------------------- the binary
@@ -215,7 +211,7 @@ def concurrency_ranges(levels: Iterable[int]) -> list[str]:
         raise ValueError(f"concurrency levels must be ≥ 1, got {values}")
     if len(values) == 1:
         return [f"{values[0]}:{values[0]}"]
-    steps = {b - a for a, b in zip(values, values[1:])}
+    steps = {b - a for a, b in zip(values, values[1:], strict=False)}
     if len(steps) == 1:
         return [f"{values[0]}:{values[-1]}:{steps.pop()}"]
     return [f"{v}:{v}" for v in values]

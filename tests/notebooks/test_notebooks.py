@@ -18,11 +18,14 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from kit import notebooks
 from kit import params as kit_params
+from kit.notebooks import parameters, runner
 from kit.exceptions import ConfigError, KitError
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-PARAMETER_LINE = re.compile(r"^(?P<name>[a-z_][a-z0-9_]*): (?P<type>int|float|bool|str|list|dict) = (?P<default>\S.*?)  # (?P<help>\S.*)$")
+PARAMETER_LINE = re.compile(
+    r"^(?P<name>[a-z_][a-z0-9_]*): (?P<type>int|float|bool|str|list|dict) = (?P<default>\S.*?)  # (?P<help>\S.*)$"
+)
 NETWORK_SCRIPT = re.compile(r"<script[^>]*\bsrc\s*=\s*[\"']?(https?:)?//", re.IGNORECASE)
 
 
@@ -69,13 +72,13 @@ def test_exactly_one_documented_parameters_cell(path):
         assert line.count("=") == 1, f"papermill cannot parse a line with two '=': {line!r}"
     inspected = papermill.inspect_notebook(str(path))
     assert list(inspected) == names
-    for line, info in zip(lines, inspected.values()):
+    for line, info in zip(lines, inspected.values(), strict=True):
         match = PARAMETER_LINE.match(line)
         assert info["inferred_type_name"] == match["type"] and info["help"] == match["help"]
     namespace: dict = {}
     exec(cells[0].source, namespace)  # the defaults are valid Python of the declared type
     for name, info in inspected.items():
-        assert isinstance(namespace[name], notebooks._PY_TYPES[info["inferred_type_name"]]), name
+        assert isinstance(namespace[name], parameters.PY_TYPES[info["inferred_type_name"]]), name
 
 
 def test_notebooks_share_parameter_meanings():
@@ -179,11 +182,33 @@ def test_report_dir_is_reserved_for_the_runner():
     "text, value",
     [("8", 8), ("0.5", 0.5), ("true", True), ("False", False), ("[1, 2, 4]", [1, 2, 4]), ("hello", "hello"),
      ("{a: 1}", {"a": 1}), ("", ""), ("null", None), ("2024-01-01", "2024-01-01"), ("a: b: c", "a: b: c"),
-     ("meta-llama/Meta-Llama-3-8B-Instruct", "meta-llama/Meta-Llama-3-8B-Instruct"), ("'8'", "8")],
+     ("meta-llama/Meta-Llama-3-8B-Instruct", "meta-llama/Meta-Llama-3-8B-Instruct"), ("'8'", "8"), ("010", 10),
+     ("no", "no")],
 )
-def test_parse_value_reads_yaml_scalars(text, value):
-    """`-p name value` values are read as YAML; text YAML cannot read stays a string."""
+def test_parse_value_without_a_type_reads_yaml_scalars(text, value):
+    """A value for an undeclared type is read as YAML 1.2; text YAML cannot read stays a string."""
     assert notebooks.parse_value(text) == value
+
+
+@pytest.mark.parametrize(
+    "text, type_name, value",
+    [("Answer briefly: what is Triton?", "str", "Answer briefly: what is Triton?"), ("- a", "str", "- a"),
+     ("1.10", "str", "1.10"), ("no", "str", "no"), ("", "str", ""), ("010", "int", 10), (" 8 ", "int", 8),
+     ("1e3", "float", 1000.0), ("2", "float", 2.0), ("Yes", "bool", True), ("off", "bool", False),
+     ("[1, 010]", "list", [1, 10]), ("{a: no}", "dict", {"a": "no"})],
+)
+def test_parse_value_reads_the_declared_type(text, type_name, value):
+    """A value is read by its declared type: str as typed, int in decimal, bool from the usual words."""
+    parsed = notebooks.parse_value(text, type_name)
+    assert parsed == value and type(parsed) is type(value)
+
+
+@pytest.mark.parametrize("text, type_name", [("08x", "int"), ("1.5", "int"), ("fast", "float"), ("maybe", "bool"),
+                                             ("1,2", "list"), ("[1]", "dict"), ("[1,", "list")])
+def test_parse_value_refuses_what_its_type_cannot_read(text, type_name):
+    """Text the declared type cannot read is a ConfigError naming the parameter and the type."""
+    with pytest.raises(ConfigError, match=f"first_max_tokens must be {type_name}|first_max_tokens is not valid YAML"):
+        notebooks.parse_value(text, type_name, name="first_max_tokens")
 
 
 def test_notebook_names_resolve():
@@ -285,10 +310,10 @@ def test_demo_stops_only_the_server_it_started(tmp_path, monkeypatch):
     started = _fake_server(tmp_path)
     try:
         _write_state(before.pid)
-        notebooks._stop_servers_of_this_run("tag", before.pid, lambda m: None)
+        runner._stop_servers_of_this_run("tag", before.pid, lambda m: None)
         assert not _gone(before, 1), "the server that was already running was stopped"
         _write_state(started.pid)
-        notebooks._stop_servers_of_this_run("tag", before.pid, lambda m: None)
+        runner._stop_servers_of_this_run("tag", before.pid, lambda m: None)
         assert _gone(started), "the server this run started is still running"
         assert before.poll() is None
     finally:
@@ -306,10 +331,10 @@ def test_demo_stops_a_server_interrupted_before_its_record_was_written(tmp_path,
     other = _fake_server(tmp_path, tag="run-b")
     try:
         deadline = time.monotonic() + 10
-        while len(notebooks._tagged_sessions("run-a")) < 2 and time.monotonic() < deadline:
+        while len(runner._tagged_sessions("run-a")) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert notebooks._tagged_sessions("run-a") == sorted([ours.pid, stub.pid])
-        notebooks._stop_servers_of_this_run("run-a", None, lambda m: None)
+        assert runner._tagged_sessions("run-a") == sorted([ours.pid, stub.pid])
+        runner._stop_servers_of_this_run("run-a", None, lambda m: None)
         assert _gone(ours) and _gone(stub)
         assert other.poll() is None, "a server of another run was stopped"
     finally:
@@ -332,7 +357,7 @@ def test_demo_stops_its_server_when_a_notebook_fails(tmp_path, monkeypatch):
             raise notebooks.NotebookError("notebook 03_guardrails failed in cell 5", run)
         return notebooks.NotebookRun(path.stem, run_dir / path.name, None, True, 0.1, dict(parameters))
 
-    monkeypatch.setattr(notebooks, "execute", fake_execute)
+    monkeypatch.setattr(runner, "execute", fake_execute)
     try:
         with pytest.raises(KitError, match="03_guardrails"):
             notebooks.demo(out_dir=tmp_path / "reports", progress=False)
