@@ -29,8 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from kit import repository
 from kit import server as srv
 from kit.config import LLM_MODEL, PIPELINE_MODEL, DeploymentConfig
-from kit.weights import build_tiny_model
+from kit.exceptions import KitError, exit_with
 from kit.perf import load
+from kit.weights import build_tiny_model
 
 STAND_IN = """# Stand-in for llama3-8b-instruct in benchmarks/bls_stress.py: streams max_tokens deltas.
 import os
@@ -118,4 +119,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KitError as exc:
+        sys.exit(exit_with(exc))

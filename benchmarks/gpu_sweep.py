@@ -23,6 +23,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kit.config import BLOCKING_MODEL, LLM_MODEL, PIPELINE_MODEL
+from kit.exceptions import KitError, ServerError, exit_with
 from kit.perf import load
 from kit.server import read_state, status
 
@@ -50,8 +51,8 @@ def main() -> None:
 
     state = read_state()
     if not args.grpc_url and not state:
-        sys.exit("no detached server: start one (`python -m kit serve --params params/gpu-bench.yaml --detach`) "
-                 "or pass --grpc-url")
+        raise ServerError("no detached server: start one (`python -m kit serve --params params/gpu-bench.yaml "
+                          "--detach`) or pass --grpc-url")
     grpc_url = args.grpc_url or state["grpc_url"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -103,4 +104,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KitError as exc:
+        sys.exit(exit_with(exc))

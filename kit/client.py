@@ -155,10 +155,6 @@ class Client:
             raise ServerError("no server is running: start one with `python -m kit serve --detach`")
         return cls(state["grpc_url"], state["http_url"], **kwargs)
 
-    @classmethod
-    def for_server(cls, server, **kwargs) -> "Client":
-        return cls(server.endpoints.grpc_url, server.endpoints.http_url, **kwargs)
-
     # ------------------------------------------------------------------ public API
     def stream(self, prompt: str, *, model: str | None = None, **options) -> Iterator[Delta]:
         """Yield the answer piece by piece as the server sends it."""

@@ -17,7 +17,7 @@ import pytest
 import kit.config
 from kit import container
 from kit.config import CPU_ENGINE_ARGS, GPU_ENGINE_ARGS, DeploymentConfig
-from kit.exceptions import ConfigError, KitError, SetupError
+from kit.exceptions import EXIT_CODE, ConfigError, KitError, SetupError
 from kit.weights import LLAMA3_REPO_ID
 from kit.repository import COMMITTED_REPOSITORY, render
 
@@ -359,7 +359,7 @@ def test_canary_token_not_in_failed_download(tmp_path, monkeypatch, capfd):
     monkeypatch.setattr(huggingface_hub, "snapshot_download", failing)
     monkeypatch.setenv("HF_TOKEN", CANARY)
     monkeypatch.setenv("MODELS_DIR", str(tmp_path / "models"))
-    assert container.main(["download"]) == 2
+    assert container.main(["download"]) == EXIT_CODE
     out, err = capfd.readouterr()
     assert "error:" in err and "401" in err
     assert CANARY not in out + err
@@ -371,7 +371,7 @@ def test_canary_token_not_in_failed_download(tmp_path, monkeypatch, capfd):
 def test_main_missing_token_exit_code(tmp_path, monkeypatch, capfd):
     """`python -m kit.container` without model or token exits 2 with the .env instruction, no traceback."""
     monkeypatch.setenv("MODELS_DIR", str(tmp_path / "models"))
-    assert container.main(["download"]) == 2
+    assert container.main(["download"]) == EXIT_CODE
     err = capfd.readouterr().err
     assert "HUGGINGFACE_HUB_TOKEN=" in err and ".env" in err and "Traceback" not in err
 
