@@ -31,6 +31,7 @@ from kit import server as srv
 from kit.config import LLM_MODEL, PIPELINE_MODEL, DeploymentConfig
 from kit.exceptions import KitError, exit_with
 from kit.perf import load
+from kit.perf.prompts import default_prompts
 from kit.weights import build_tiny_model
 
 STAND_IN = """# Stand-in for llama3-8b-instruct in benchmarks/bls_stress.py: streams max_tokens deltas.
@@ -100,7 +101,7 @@ def main() -> int:
         with srv.Server(repo) as server:
             state = {"pid": server.pid, "repository": str(repo)}
             models = [{"name": PIPELINE_MODEL, "state": "READY"}]
-            prompts = load.default_prompts(2 * args.concurrency)
+            prompts = default_prompts(2 * args.concurrency)
             print(f"Python {sys.version.split()[0]}, {args.instances} pipeline stubs; log {server.log_file}", flush=True)
             for round_ in range(args.rounds):
                 started = time.monotonic()

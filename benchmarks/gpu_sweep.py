@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from kit.config import BLOCKING_MODEL, LLM_MODEL, PIPELINE_MODEL
 from kit.exceptions import KitError, ServerError, exit_with
 from kit.perf import load
+from kit.perf.prompts import default_prompts
 from kit.server import read_state, status
 
 
@@ -56,7 +57,7 @@ def main() -> None:
     grpc_url = args.grpc_url or state["grpc_url"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    prompts = load.default_prompts(max(args.concurrency) * args.rounds, args.tokenizer)
+    prompts = default_prompts(max(args.concurrency) * args.rounds, args.tokenizer)
     started = time.monotonic()
     frames, requests = [], []
     per_level = lambda label, c: max(4, args.rounds * c)  # noqa: E731

@@ -31,6 +31,7 @@ import pandas as pd
 
 from kit.config import BLOCKING_MODEL, LLM_MODEL, PIPELINE_MODEL
 from kit.perf import load
+from kit.perf.prompts import default_prompts
 
 ENDPOINTS = {"direct": LLM_MODEL, "pipeline": PIPELINE_MODEL, "blocking": BLOCKING_MODEL}
 DEFAULT_CONCURRENCY = (1, 8, 48)
@@ -355,7 +356,7 @@ def main(settings: BenchSettings) -> int:
         if not blocking:
             print(f"note: {BLOCKING_MODEL} is not served (deploy with blocking_variant: true to compare it)")
         tokenizer = _tokenizer_path(target.grpc_url)
-        prompts = load.default_prompts(max(per_level(c) for c in settings.concurrency), tokenizer)
+        prompts = default_prompts(max(per_level(c) for c in settings.concurrency), tokenizer)
         print(f"server: {target.source}; concurrency {list(settings.concurrency)}, max_tokens {settings.max_tokens}, "
               f"requests per level {'/'.join(str(per_level(c)) for c in settings.concurrency)}"
               + (" (blocking: = concurrency)" if blocking else ""))

@@ -182,7 +182,7 @@ def input_data(
     The pipeline takes ``max_tokens`` as an INT32 input; the LLM takes it inside
     ``sampling_parameters`` and needs ``exclude_input_in_output`` to stream.
     ``ignore_eos`` is set so every request generates exactly ``max_tokens`` tokens.
-    Prompts are taken as chat-formatted (as :func:`kit.perf.load.default_prompts` makes
+    Prompts are taken as chat-formatted (as :func:`kit.perf.prompts.default_prompts` makes
     them): the pipeline is told so and sends them to the LLM unchanged, like the direct
     requests. Pass ``prompt_is_formatted=False`` to let the pipeline apply the template.
     """

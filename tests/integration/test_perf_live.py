@@ -8,6 +8,7 @@ import pytest
 from kit.config import LLM_MODEL, PIPELINE_MODEL
 from kit.perf import bench, load
 from kit.perf import perf_analyzer as pa
+from kit.perf.prompts import default_prompts
 
 pytestmark = pytest.mark.integration
 
@@ -17,7 +18,7 @@ REQUESTS = 4
 
 @pytest.fixture(scope="module")
 def prompts(tiny_model):
-    return load.default_prompts(REQUESTS, tokenizer_path=tiny_model)
+    return default_prompts(REQUESTS, tokenizer_path=tiny_model)
 
 
 def test_perf_analyzer_sweep_through_the_pipeline(server, prompts, tmp_path):

@@ -67,29 +67,6 @@ def test_inter_token_latency_needs_two_tokens():
     assert math.isnan(itl.iloc[0]) and itl.iloc[1] == pytest.approx(0.1)
 
 
-def test_default_prompts_without_a_tokenizer_use_llama3_format():
-    """Without a tokenizer the prompts carry Llama-3's chat headers, deterministic and varied."""
-    prompts = load.default_prompts(20)
-    assert len(prompts) == 20
-    assert prompts == load.default_prompts(20)
-    assert len(set(prompts[:16])) == 16
-    for prompt in prompts:
-        assert prompt.startswith("<|start_header_id|>user<|end_header_id|>\n\n")
-        assert prompt.endswith("<|start_header_id|>assistant<|end_header_id|>\n\n")
-
-
-def test_default_prompts_apply_the_models_template(tiny_model):
-    """With the model's folder the prompts are exactly what the pipeline's formatter produces."""
-    from kit.pipeline import PipelineRequest, PromptFormatter
-
-    prompts = load.default_prompts(3, tokenizer_path=tiny_model)
-    formatter = PromptFormatter.load(str(tiny_model))
-    expected = [formatter.format(PipelineRequest(prompt=q, stream=True, sampling={"max_tokens": 1}))
-                for q in load.raw_prompts(3)]
-    assert prompts == expected
-    assert all("<|start_header_id|>assistant<|end_header_id|>" in p for p in prompts)
-
-
 def test_run_level_rejects_bad_arguments():
     """Zero concurrency, requests or tokens, or no prompts, are refused before connecting."""
     for kwargs in ({"concurrency": 0}, {"requests": 0}, {"max_tokens": 0}, {"prompts": []}):
