@@ -169,6 +169,7 @@ def _bundle(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
+    """The ``python -m kit`` argument parser, one subcommand per command."""
     p = argparse.ArgumentParser(prog="python -m kit", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -294,6 +295,7 @@ def _add_bundle_arguments(s) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; a :class:`KitError` prints ``error: …`` and returns :data:`~kit.exceptions.EXIT_CODE`."""
     args = parser().parse_args(argv)
     try:
         return args.func(args)

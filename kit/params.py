@@ -54,12 +54,14 @@ def _loader():
     replaced = {f"tag:yaml.org,2002:{t}" for t in ("bool", "int", "float", "timestamp")}
 
     class Yaml12Loader(yaml.SafeLoader):
+        """PyYAML's safe loader with YAML 1.2's implicit booleans, integers and floats."""
         yaml_implicit_resolvers = {
             first: [(tag, rx) for tag, rx in resolvers if tag not in replaced]
             for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
         }
 
     def construct_int(loader, node):
+        """An implicit integer: decimal (leading zeros allowed), ``0o`` octal or ``0x`` hexadecimal."""
         text = loader.construct_scalar(node)
         if text.startswith(("0o", "0x")):
             return int(text[2:], 8 if text[1] == "o" else 16)

@@ -66,10 +66,12 @@ def _offline_renderer():
     from plotly.io.base_renderers import MimetypeRenderer
 
     class OfflineRenderer(MimetypeRenderer):
+        """plotly's renderer protocol: ``activate`` once per notebook, ``to_mimebundle`` per figure."""
         def __init__(self):
             self.embedded = False
 
         def activate(self):
+            """Embed plotly.js in the current cell's output, once."""
             if self.embedded:
                 return
             from IPython.display import HTML, display
@@ -79,6 +81,7 @@ def _offline_renderer():
             self.embedded = True
 
         def to_mimebundle(self, fig_dict):
+            """The figure as ``text/html`` (for the HTML report) and plotly's mimetype (for JupyterLab)."""
             from plotly.io import to_html
 
             config = {"displaylogo": False, "responsive": True}

@@ -66,6 +66,7 @@ class NotebookRun:
     error: str = ""
 
     def record(self, run_dir: Path) -> dict[str, Any]:
+        """The run as stored in ``run.json``: paths relative to ``run_dir``, seconds rounded to 0.1."""
         rel = lambda p: os.path.relpath(p, run_dir) if p else None  # noqa: E731
         return {
             "name": self.name,
@@ -308,6 +309,7 @@ def _sigterm_as_interrupt():
         return
 
     def interrupt(signum, frame):
+        """Raise KeyboardInterrupt from a signal handler, so ``finally`` blocks run."""
         raise KeyboardInterrupt(f"signal {signum}")
 
     previous = signal.signal(signal.SIGTERM, interrupt)

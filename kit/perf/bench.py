@@ -148,6 +148,7 @@ def compare(
     endpoints = {k: v for k, v in ENDPOINTS.items() if blocking or k != "blocking"}
 
     def count(label: str, concurrency: int) -> int:
+        """Requests for one endpoint at one level: the blocking pipeline gets about ``concurrency``."""
         n = requests(concurrency) if callable(requests) else int(requests)
         return min(n, max(2, concurrency)) if label == "blocking" else n
 
@@ -199,6 +200,7 @@ def goals(summary: pd.DataFrame) -> list[dict[str, Any]]:
     found = ratios(summary)
 
     def pick(metric: str, numerator: str) -> list[Ratio]:
+        """The ratios of one metric with ``numerator`` over the direct LLM."""
         return [r for r in found if r.metric == metric and r.numerator == numerator and r.denominator == "direct"]
 
     out = []
@@ -287,6 +289,7 @@ class _Target:
         self.grpc_url, self.source = self.server.endpoints.grpc_url, f"started by the bench ({repo})"
 
     def close(self) -> None:
+        """Stop the server the bench started (if it started one)."""
         if self.server is not None:
             self.server.stop()
             self.server = None

@@ -204,6 +204,7 @@ def _run_sync(coro_factory: Callable[[], Any]):
     box: dict[str, Any] = {}
 
     def target():
+        """Run the coroutine on a fresh event loop in this thread; keep its result or its exception."""
         try:
             box["value"] = asyncio.run(coro_factory())
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
