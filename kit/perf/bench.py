@@ -41,6 +41,8 @@ GOAL_THROUGHPUT = 0.9  # pipeline ≥ 0.9 × direct output tokens/s
 GOAL_TTFT_MS = 5.0  # pipeline TTFT p50 within 5 ms of direct
 GOAL_BLOCKING = 0.5  # blocking well under 0.5 × direct at concurrency 8
 GOAL_BLOCKING_CONCURRENCY = 8
+GUARD_COUNTERS = ("kit_guard_prompts_blocked_total", "kit_guard_words_censored_total", "kit_guard_time_us_total")
+"""The pipeline's guard counters on Triton's metrics port (labelled with the model), read before and after."""
 
 
 def default_requests(concurrency: int, quick: bool = False) -> int:
@@ -268,12 +270,14 @@ class _Target:
         from kit import server as srv
 
         self.server = None
+        self.metrics_url: str | None = None  # unknown for a server given by its gRPC address
         if settings.grpc_url:
             self.grpc_url, self.source = settings.grpc_url, f"given ({settings.grpc_url})"
             return
         state = srv.read_state()
         if state and srv.status(state).get("ready"):
             self.grpc_url, self.source = state["grpc_url"], f"detached server (pid {state['pid']})"
+            self.metrics_url = state.get("metrics_url")
             if settings.params:
                 print(f"note: using the running detached server; --params {settings.params} is not applied to it",
                       file=sys.stderr)
@@ -287,12 +291,34 @@ class _Target:
         self.server = srv.Server(repo)
         self.server.start()
         self.grpc_url, self.source = self.server.endpoints.grpc_url, f"started by the bench ({repo})"
+        self.metrics_url = self.server.endpoints.metrics_url
 
     def close(self) -> None:
         """Stop the server the bench started (if it started one)."""
         if self.server is not None:
             self.server.stop()
             self.server = None
+
+
+def _guard_counters(metrics_url: str | None) -> dict[str, float] | None:
+    """The pipeline's guard counters (:data:`GUARD_COUNTERS`) on the server's metrics port; None when unreadable."""
+    from kit import metrics
+    from kit.exceptions import ServerError
+
+    if not metrics_url:
+        return None
+    try:
+        return metrics.totals(metrics.scrape(metrics_url), GUARD_COUNTERS, model=PIPELINE_MODEL)
+    except ServerError:
+        return None
+
+
+def guard_cost(before: dict[str, float] | None, after: dict[str, float] | None, requests: int) -> dict[str, float] | None:
+    """The guard's work during the run, from its server-side counters: totals and µs per pipeline request."""
+    if before is None or after is None or requests < 1:
+        return None
+    delta = {name: after[name] - before[name] for name in GUARD_COUNTERS}
+    return {**delta, "guard_us_per_request": delta["kit_guard_time_us_total"] / requests}
 
 
 # --------------------------------------------------------------------------- the command
@@ -347,6 +373,7 @@ def main(settings: BenchSettings) -> int:
     target = _Target(settings)
     rc = 0
     pa_result: dict[str, Any] | None = None
+    guard_counted: dict[str, float] | None = None
     try:
         served = _served(target.grpc_url)
         missing = [name for name in (LLM_MODEL, PIPELINE_MODEL) if name not in served]
@@ -363,10 +390,13 @@ def main(settings: BenchSettings) -> int:
         print(f"server: {target.source}; concurrency {list(settings.concurrency)}, max_tokens {settings.max_tokens}, "
               f"requests per level {'/'.join(str(per_level(c)) for c in settings.concurrency)}"
               + (" (blocking: = concurrency)" if blocking else ""))
+        counters_before = _guard_counters(target.metrics_url)
         per_request, summary = compare(target.grpc_url, concurrencies=settings.concurrency,
                                        max_tokens=settings.max_tokens, requests=per_level, prompts=prompts,
                                        blocking=blocking, progress=settings.progress,
                                        streams_per_process=settings.streams_per_process)
+        pipeline_requests = int(summary.loc[summary["endpoint"] == "pipeline", "requests"].sum())
+        guard_counted = guard_cost(counters_before, _guard_counters(target.metrics_url), pipeline_requests)
         load.save(per_request, summary, out)
         print()
         _print_table(summary)
@@ -384,6 +414,10 @@ def main(settings: BenchSettings) -> int:
         print(f"\nguard/better_profanity speed-up: {guard['speedup']:.0f}x "
               f"({guard['text_chars'] // 1024} KB: better_profanity {guard['better_profanity_s'] * 1e3:.0f} ms, "
               f"guard {guard['guard_s'] * 1e3:.1f} ms)")
+    if guard_counted:
+        print(f"guard on the server: {guard_counted['guard_us_per_request']:.0f} µs per pipeline request "
+              f"({guard_counted['kit_guard_prompts_blocked_total']:.0f} prompts refused, "
+              f"{guard_counted['kit_guard_words_censored_total']:.0f} words censored; Triton's metrics)")
 
     found = ratios(summary)
     checks = goals(summary)
@@ -391,6 +425,7 @@ def main(settings: BenchSettings) -> int:
     report = {
         "settings": settings.record(), "server": target.source, "seconds": round(time.monotonic() - started, 1),
         "errors": errors, "ratios": {r.label: r.value for r in found}, "goals": checks, "guard_bench": guard,
+        "guard_metrics": guard_counted,
         "perf_analyzer": pa_result,
         "files": {"sweep": "sweep.csv", "requests": "requests.csv"},
     }

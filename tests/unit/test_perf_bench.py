@@ -84,3 +84,13 @@ def test_settings_fill_the_defaults():
     assert bench.BenchSettings(concurrency=(8, 1, 8)).concurrency == (1, 8)
     assert [settings.requests_at(c) for c in (1, 48)] == [32, 192]
     assert bench.BenchSettings(requests=5).requests_at(48) == 5
+
+
+def test_guard_cost_from_server_counters():
+    """The guard's server-side counters, read before and after, give its totals and µs per pipeline request."""
+    before = dict.fromkeys(bench.GUARD_COUNTERS, 0.0)
+    after = {"kit_guard_prompts_blocked_total": 2.0, "kit_guard_words_censored_total": 5.0,
+             "kit_guard_time_us_total": 800.0}
+    cost = bench.guard_cost(before, after, requests=16)
+    assert cost["guard_us_per_request"] == pytest.approx(50.0) and cost["kit_guard_words_censored_total"] == 5.0
+    assert bench.guard_cost(None, after, 16) is None and bench.guard_cost(before, after, 0) is None
