@@ -41,6 +41,7 @@ GOAL_THROUGHPUT = 0.9  # pipeline ≥ 0.9 × direct output tokens/s
 GOAL_TTFT_MS = 5.0  # pipeline TTFT p50 within 5 ms of direct
 GOAL_BLOCKING = 0.5  # blocking well under 0.5 × direct at concurrency 8
 GOAL_BLOCKING_CONCURRENCY = 8
+WARMUP = 2  # requests per endpoint before the measured levels (not measured)
 GUARD_COUNTERS = ("kit_guard_prompts_blocked_total", "kit_guard_words_censored_total", "kit_guard_time_us_total")
 """The pipeline's guard counters on Triton's metrics port (labelled with the model), read before and after."""
 
@@ -135,7 +136,7 @@ def compare(
     prompts: Sequence[str],
     blocking: bool = True,
     progress: bool = True,
-    warmup: int = 2,
+    warmup: int = WARMUP,
     rounds: int = 4,
     streams_per_process: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -395,7 +396,8 @@ def main(settings: BenchSettings) -> int:
                                        max_tokens=settings.max_tokens, requests=per_level, prompts=prompts,
                                        blocking=blocking, progress=settings.progress,
                                        streams_per_process=settings.streams_per_process)
-        pipeline_requests = int(summary.loc[summary["endpoint"] == "pipeline", "requests"].sum())
+        # the counters also count compare()'s warm-up requests
+        pipeline_requests = int(summary.loc[summary["endpoint"] == "pipeline", "requests"].sum()) + WARMUP
         guard_counted = guard_cost(counters_before, _guard_counters(target.metrics_url), pipeline_requests)
         load.save(per_request, summary, out)
         print()
