@@ -154,7 +154,7 @@ def _bench(args) -> int:
 
     settings = bench.BenchSettings(
         concurrency=tuple(args.concurrency or ()), max_tokens=args.max_tokens, requests=args.requests,
-        quick=args.quick, streams_per_process=args.streams_per_process or None,
+        quick=args.quick, streams_per_process=args.streams_per_process,
         out=Path(args.out) if args.out else None, params=args.params, grpc_url=args.grpc_url,
         guard_bench=not args.no_guard_bench, perf_analyzer=args.perf_analyzer, progress=not args.no_progress,
     )

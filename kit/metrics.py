@@ -24,6 +24,9 @@ from dataclasses import dataclass, field
 
 from kit.exceptions import ServerError
 
+GUARD_COUNTERS = ("kit_guard_prompts_blocked_total", "kit_guard_words_censored_total", "kit_guard_time_us_total")
+"""The guarded pipeline's counters (declared by ``kit/triton_models/pipeline.py``), labelled ``model``."""
+
 _LINE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?\s+(?P<value>\S+)(?:\s+-?\d+)?$")
 _LABEL = re.compile(r'\s*(?P<key>[a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"(?P<value>(?:[^"\\]|\\.)*)"\s*(?:,|$)')
 _UNESCAPE = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}

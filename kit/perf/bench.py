@@ -9,8 +9,9 @@ requests, so a busy neighbour on a shared machine disturbs them alike:
   original showcase did (it gets ``concurrency`` requests per level, not more: it is slow on purpose).
 
 The table (:data:`kit.perf.load.SWEEP_COLUMNS`) is followed by the guard benchmark's speed-up,
-the project's goals (met or not) and, last, one line per headline ratio. ``sweep.csv``,
-``requests.csv`` and ``summary.json`` are written to ``--out``.
+the guard's cost on the server (its counters on Triton's metrics port, read before and after),
+the project's goals (met or not) and, last, one line per headline ratio (:class:`Ratio` records).
+``sweep.csv``, ``requests.csv`` and ``summary.json`` are written to ``--out``.
 
 The server: ``--grpc-url`` if given, else the detached one (``python -m kit serve --detach``),
 else the bench starts the default CPU deployment itself (or ``--params``'s) and stops it at the end.
@@ -29,6 +30,7 @@ from typing import Any
 
 import pandas as pd
 
+from kit import metrics
 from kit.config import BLOCKING_MODEL, LLM_MODEL, PIPELINE_MODEL
 from kit.perf import load
 from kit.perf.prompts import default_prompts
@@ -42,8 +44,6 @@ GOAL_TTFT_MS = 5.0  # pipeline TTFT p50 within 5 ms of direct
 GOAL_BLOCKING = 0.5  # blocking well under 0.5 × direct at concurrency 8
 GOAL_BLOCKING_CONCURRENCY = 8
 WARMUP = 2  # requests per endpoint before the measured levels (not measured)
-GUARD_COUNTERS = ("kit_guard_prompts_blocked_total", "kit_guard_words_censored_total", "kit_guard_time_us_total")
-"""The pipeline's guard counters on Triton's metrics port (labelled with the model), read before and after."""
 
 
 def default_requests(concurrency: int, quick: bool = False) -> int:
@@ -302,14 +302,13 @@ class _Target:
 
 
 def _guard_counters(metrics_url: str | None) -> dict[str, float] | None:
-    """The pipeline's guard counters (:data:`GUARD_COUNTERS`) on the server's metrics port; None when unreadable."""
-    from kit import metrics
+    """The pipeline's guard counters (:data:`kit.metrics.GUARD_COUNTERS`) on the metrics port; None when unreadable."""
     from kit.exceptions import ServerError
 
     if not metrics_url:
         return None
     try:
-        return metrics.totals(metrics.scrape(metrics_url), GUARD_COUNTERS, model=PIPELINE_MODEL)
+        return metrics.totals(metrics.scrape(metrics_url), metrics.GUARD_COUNTERS, model=PIPELINE_MODEL)
     except ServerError:
         return None
 
@@ -318,7 +317,7 @@ def guard_cost(before: dict[str, float] | None, after: dict[str, float] | None, 
     """The guard's work during the run, from its server-side counters: totals and µs per pipeline request."""
     if before is None or after is None or requests < 1:
         return None
-    delta = {name: after[name] - before[name] for name in GUARD_COUNTERS}
+    delta = {name: after[name] - before[name] for name in metrics.GUARD_COUNTERS}
     return {**delta, "guard_us_per_request": delta["kit_guard_time_us_total"] / requests}
 
 

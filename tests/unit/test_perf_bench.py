@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from perfdata import SUMMARY, summary_frame
 
+from kit import metrics
 from kit.config import BLOCKING_MODEL, LLM_MODEL, PIPELINE_MODEL
 from kit.perf import bench, load
 
@@ -88,7 +89,7 @@ def test_settings_fill_the_defaults():
 
 def test_guard_cost_from_server_counters():
     """The guard's server-side counters, read before and after, give its totals and µs per pipeline request."""
-    before = dict.fromkeys(bench.GUARD_COUNTERS, 0.0)
+    before = dict.fromkeys(metrics.GUARD_COUNTERS, 0.0)
     after = {"kit_guard_prompts_blocked_total": 2.0, "kit_guard_words_censored_total": 5.0,
              "kit_guard_time_us_total": 800.0}
     cost = bench.guard_cost(before, after, requests=16)
