@@ -18,6 +18,7 @@ The names below are the package's API, used by the CLI and the notebooks themsel
 from kit.exceptions import NotebookError
 from kit.notebooks.export import export_html, use_offline_plotly
 from kit.notebooks.index import GUARDRAILS_SUMMARY, PERFORMANCE_SUMMARY, RUN_RECORD, write_index
+from kit.notebooks.kernel import KERNEL_NAME
 from kit.notebooks.parameters import (
     DEMO_NOTEBOOKS,
     NOTEBOOKS_DIR,
@@ -30,7 +31,6 @@ from kit.notebooks.parameters import (
     project_path,
     split_parameters,
 )
-from kit.notebooks.kernel import KERNEL_NAME
 from kit.notebooks.runner import (
     RUN_ID_VARIABLE,
     NotebookRun,

@@ -21,9 +21,9 @@ import shutil
 import sys
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable, Mapping
 from typing import Any
 
 from kit.exceptions import KitError, NotebookError

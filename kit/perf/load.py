@@ -35,8 +35,8 @@ import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 from concurrent.futures import Executor, ProcessPoolExecutor
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np

@@ -15,7 +15,6 @@ from kit.config import LLM_MODEL, PIPELINE_MODEL
 from kit.exceptions import SetupError
 from kit.perf import perf_analyzer as pa
 
-
 # --------------------------------------------------------------------------- perf_analyzer: CSV
 
 

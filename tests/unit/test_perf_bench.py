@@ -10,6 +10,7 @@ from kit import metrics
 from kit.config import BLOCKING_MODEL, LLM_MODEL, PIPELINE_MODEL
 from kit.perf import bench, load
 
+
 def _by_label(found):
     return {r.label: r.value for r in found}
 

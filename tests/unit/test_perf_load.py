@@ -13,6 +13,7 @@ from perfdata import requests_frame
 from kit.config import BLOCKING_MODEL, LLM_MODEL, PIPELINE_MODEL
 from kit.perf import load
 
+
 def test_summarize_columns_come_first_and_in_order():
     """The summary starts with exactly SWEEP_COLUMNS."""
     summary = load.summarize(requests_frame("direct", 1, [(0.0, 0.01, 0.1, "")]))

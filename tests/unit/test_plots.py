@@ -11,6 +11,7 @@ from kit import plots
 from kit.config import PIPELINE_MODEL
 from kit.perf import perf_analyzer as pa
 
+
 def _names(fig):
     return [t.name for t in fig.data]
 
