@@ -3,7 +3,7 @@
 import pytest
 
 from kit import cli
-from kit.exceptions import EXIT_CODE, ConfigError
+from kit.exceptions import EXIT_CODE
 
 
 def test_bench_arguments():
@@ -57,13 +57,3 @@ def test_run_reads_each_value_by_its_declared_type(monkeypatch, argv, expected):
     notebook, name, value = argv
     assert cli.main(["run", notebook, "-p", name, value]) == 0
     assert seen == {name: expected} and type(seen[name]) is type(expected)
-
-
-def test_run_refuses_a_value_its_type_cannot_read():
-    """A value that does not parse as the declared type names the parameter and the type."""
-    from kit import notebooks
-
-    for notebook, name, value, kind in (("02", "first_max_tokens", "8.5", "int"), ("03", "stream_demo", "maybe", "bool"),
-                                        ("04", "concurrency", "1,2", "list")):
-        with pytest.raises(ConfigError, match=f"parameter {name} must be {kind}"):
-            notebooks.parse_overrides(notebook, [(name, value)])

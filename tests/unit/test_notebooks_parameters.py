@@ -118,3 +118,13 @@ def test_project_path_is_relative_to_the_checkout():
     """Relative path parameters mean the same thing from the command line and from JupyterLab."""
     assert notebooks.project_path("benchmarks/results/h200") == ROOT / "benchmarks" / "results" / "h200"
     assert notebooks.project_path("/abs/x") == Path("/abs/x")
+
+
+def test_parse_overrides_refuses_a_value_its_type_cannot_read():
+    """parse_overrides reads each -p value by its notebook's declared type and names the parameter when it cannot."""
+    assert notebooks.parse_overrides("02", [("first_max_tokens", "010"), ("model", "1.10")]) == {
+        "first_max_tokens": 10, "model": "1.10"}
+    for notebook, name, value, kind in (("02", "first_max_tokens", "8.5", "int"), ("03", "stream_demo", "maybe", "bool"),
+                                        ("04", "concurrency", "1,2", "list")):
+        with pytest.raises(ConfigError, match=f"parameter {name} must be {kind}"):
+            notebooks.parse_overrides(notebook, [(name, value)])
