@@ -8,6 +8,8 @@ PYTEST_ARGS ?=
 
 setup:  ## create .venv with every pinned dependency (skipped when up to date); Chromium for the report check
 	$(PYTHON) -m kit.venv
+	@# the notebooks' kernel, inside .venv, for Jupyter tools started from it (papermill, nbconvert, editors)
+	@$(PY) -m ipykernel install --sys-prefix --name triton-vllm-kit --display-name "Python (triton-vllm-kit)" >/dev/null
 	@command -v chromium-headless-shell >/dev/null || command -v chromium >/dev/null || \
 	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	    (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium-headless-shell \

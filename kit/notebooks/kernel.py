@@ -1,11 +1,12 @@
 """The project's Jupyter kernel, ``triton-vllm-kit``: always this interpreter, whatever else is installed.
 
-The notebooks name it in their metadata. Nothing is installed for it: the
-kernel-spec manager below serves it (argv = this interpreter running
-``ipykernel``), both to papermill (:mod:`kit.notebooks.runner`) and to
-JupyterLab (:mod:`kit.notebooks.lab`). A ``python3`` or ``triton-vllm-kit``
-spec left in the user's Jupyter folders by another environment cannot win
-over it.
+The notebooks name it in their metadata. The kernel-spec manager below serves
+it (argv = this interpreter running ``ipykernel``) to papermill
+(:mod:`kit.notebooks.runner`) and to JupyterLab (:mod:`kit.notebooks.lab`),
+so a spec of that name left in the user's Jupyter folders by another
+environment cannot win over it. ``make setup`` also writes the spec inside
+``.venv`` (``ipykernel install --sys-prefix``) for Jupyter tools started
+from the environment without the kit's help (papermill's CLI, editors).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 JupyterLab refuses to start as root unless told ``--allow-root`` (containers
 and CI machines run as root); it is added only when this process is root.
 The kernel is :data:`kit.notebooks.kernel.KERNEL_NAME`, served by
-:class:`~kit.notebooks.kernel.ProjectKernelSpecs`: nothing is installed
-into the user's Jupyter folders. Extra arguments go to JupyterLab as they are
+:class:`~kit.notebooks.kernel.ProjectKernelSpecs` (this interpreter): nothing
+is written into the user's Jupyter folders. Extra arguments go to JupyterLab as they are
 (``--no-browser``, ``--port=8899``, ``--ServerApp.ip=0.0.0.0``).
 """
 
