@@ -15,6 +15,7 @@ are booleans and ``null``/``~``/nothing is None.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -38,14 +39,11 @@ _YAML_12_FLOAT = re.compile(
     r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
 )
 _YAML_12_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
-_LOADER = None
 
 
+@functools.cache
 def _loader():
     """A ``yaml.SafeLoader`` whose implicit scalars follow the YAML 1.2 core schema (built once)."""
-    global _LOADER
-    if _LOADER is not None:
-        return _LOADER
     try:
         import yaml
     except ImportError as exc:  # pragma: no cover - the kit's environment and NVIDIA's image have PyYAML
@@ -71,8 +69,7 @@ def _loader():
     Yaml12Loader.add_implicit_resolver("tag:yaml.org,2002:int", _YAML_12_INT, list("-+0123456789"))
     Yaml12Loader.add_implicit_resolver("tag:yaml.org,2002:float", _YAML_12_FLOAT, list("-+0123456789."))
     Yaml12Loader.add_constructor("tag:yaml.org,2002:int", construct_int)
-    _LOADER = Yaml12Loader
-    return _LOADER
+    return Yaml12Loader
 
 
 def loads(text: str, source: str = "parameters") -> Any:
