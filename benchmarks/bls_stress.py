@@ -26,11 +26,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kit import repository  # noqa: E402
-from kit import server as srv  # noqa: E402
-from kit.config import LLM_MODEL, PIPELINE_MODEL, DeploymentConfig  # noqa: E402
-from kit.models import build_tiny_model  # noqa: E402
-from kit.perf import load  # noqa: E402
+from kit import repository
+from kit import server as srv
+from kit.config import LLM_MODEL, PIPELINE_MODEL, DeploymentConfig
+from kit.exceptions import KitError, exit_with
+from kit.perf import load
+from kit.perf.prompts import default_prompts
+from kit.weights import build_tiny_model
 
 STAND_IN = """# Stand-in for llama3-8b-instruct in benchmarks/bls_stress.py: streams max_tokens deltas.
 import os
@@ -99,7 +101,7 @@ def main() -> int:
         with srv.Server(repo) as server:
             state = {"pid": server.pid, "repository": str(repo)}
             models = [{"name": PIPELINE_MODEL, "state": "READY"}]
-            prompts = load.default_prompts(2 * args.concurrency)
+            prompts = default_prompts(2 * args.concurrency)
             print(f"Python {sys.version.split()[0]}, {args.instances} pipeline stubs; log {server.log_file}", flush=True)
             for round_ in range(args.rounds):
                 started = time.monotonic()
@@ -118,4 +120,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KitError as exc:
+        sys.exit(exit_with(exc))

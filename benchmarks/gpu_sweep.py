@@ -22,9 +22,11 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kit.config import BLOCKING_MODEL, LLM_MODEL, PIPELINE_MODEL  # noqa: E402
-from kit.perf import load  # noqa: E402
-from kit.server import read_state, status  # noqa: E402
+from kit.config import BLOCKING_MODEL, LLM_MODEL, PIPELINE_MODEL
+from kit.exceptions import KitError, ServerError, exit_with
+from kit.perf import load
+from kit.perf.prompts import default_prompts
+from kit.server import read_state, status
 
 
 def ints(text: str) -> list[int]:
@@ -50,12 +52,12 @@ def main() -> None:
 
     state = read_state()
     if not args.grpc_url and not state:
-        sys.exit("no detached server: start one (`python -m kit serve --params params/gpu-bench.yaml --detach`) "
-                 "or pass --grpc-url")
+        raise ServerError("no detached server: start one (`python -m kit serve --params params/gpu-bench.yaml "
+                          "--detach`) or pass --grpc-url")
     grpc_url = args.grpc_url or state["grpc_url"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    prompts = load.default_prompts(max(args.concurrency) * args.rounds, args.tokenizer)
+    prompts = default_prompts(max(args.concurrency) * args.rounds, args.tokenizer)
     started = time.monotonic()
     frames, requests = [], []
     per_level = lambda label, c: max(4, args.rounds * c)  # noqa: E731
@@ -103,4 +105,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KitError as exc:
+        sys.exit(exit_with(exc))

@@ -29,11 +29,11 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kit import params as kit_params  # noqa: E402
-from kit import repository  # noqa: E402
-from kit.config import LLM_MODEL, PIPELINE_MODEL  # noqa: E402
-from kit.perf import load  # noqa: E402
-from kit.server import Server  # noqa: E402
+from kit import params as kit_params
+from kit import repository
+from kit.config import LLM_MODEL, PIPELINE_MODEL
+from kit.perf import load
+from kit.server import Server
 
 LEVELS = [  # label, model, stream, concurrency, max_tokens
     ("direct stream", LLM_MODEL, True, 64, 128),
@@ -45,7 +45,7 @@ LEVELS = [  # label, model, stream, concurrency, max_tokens
 
 def measure(grpc_url: str, repeats: int, prompts: list[str]) -> pd.DataFrame:
     rows = []
-    for label, model, stream, concurrency, max_tokens in LEVELS:  # warm every path once
+    for _label, model, stream, _concurrency, _max_tokens in LEVELS:  # warm every path once
         load.run_level(grpc_url, model, concurrency=4, requests=4, max_tokens=8, prompts=prompts,
                        progress=False, stream=stream)
     for repeat in range(repeats):
@@ -64,7 +64,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
-    from kit.models import build_tiny_model
+    from kit.weights import build_tiny_model
 
     build_tiny_model()
     config = kit_params.deployment(kit_params.load(None))

@@ -27,7 +27,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kit.perf import load  # noqa: E402
+from kit.perf import load
 
 
 async def _one(engine, prompt: str, max_tokens: int, concurrency: int) -> dict:

@@ -61,6 +61,7 @@ def _norm(name: str) -> str:
 
 
 def platform_flags(python: str) -> list[str]:
+    """pip flags that select manylinux x86_64 wheels for CPython ``python`` (e.g. ``3.12``)."""
     flags = ["--only-binary=:all:", "--python-version", python, "--implementation", "cp"]
     # pip matches platform tags exactly: list every glibc baseline up to the target's
     for minor in range(39, 4, -1):
@@ -103,6 +104,7 @@ def resolve(group: list[str], python: str) -> dict[str, str]:
 
 
 def excluded(name: str, have: tuple[str, ...]) -> bool:
+    """True when ``name`` matches one of ``have`` (``pkg``, ``pkg==x`` or a ``prefix*`` pattern)."""
     for pattern in have:
         pattern = _norm(pattern.split("==")[0])
         if pattern.endswith("*") and name.startswith(pattern[:-1]) or name == pattern:
@@ -133,6 +135,7 @@ def choose(wanted: dict[str, str], explicit: set[str], have: tuple[str, ...],
     always = set(HARD_PINS) | {_name(a) for a in also}
 
     def travels(name: str, version: str) -> bool:
+        """Whether one resolved package goes into the bundle."""
         if name in always:
             return True
         if name in explicit:
@@ -146,6 +149,7 @@ def choose(wanted: dict[str, str], explicit: set[str], have: tuple[str, ...],
 
 def gather(out: Path, *, python: str, cuda: bool, have: tuple[str, ...], chunk_mb: int, full: bool = False,
            target_has: dict[str, str] | None = None, also: tuple[str, ...] = (), walkthrough: bool = False) -> dict:
+    """Download the wheels that travel into ``out``, split large ones into ``chunk_mb`` parts; return the manifest."""
     out.mkdir(parents=True, exist_ok=True)
     groups = requirements(cuda, full, also, walkthrough)
     wanted: dict[str, str] = {}
@@ -286,6 +290,7 @@ def check(target: Path, passes: int = 3) -> list[str]:
 
 
 def install(folder: Path, target: Path) -> None:
+    """On the target: reassemble the wheels in ``folder``, install them into ``target``, report conflicts."""
     wheels = reassemble(folder)
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--no-compile",
                     "--upgrade", "--target", str(target), *map(str, wheels)], check=True)
@@ -297,6 +302,7 @@ def install(folder: Path, target: Path) -> None:
 
 
 def add_arguments(parser) -> None:
+    """The ``kit bundle`` options."""
     parser.add_argument("--python", default=f"{sys.version_info.major}.{sys.version_info.minor}",
                         help="target interpreter version, e.g. 3.12")
     parser.add_argument("--cuda", action="store_true", help="the CUDA build of vLLM (default: the CPU build)")
@@ -321,6 +327,7 @@ def _comma_list(text: str) -> tuple[str, ...]:
 
 
 def main(args) -> None:
+    """``kit bundle``: gather a bundle (``--out``) or install one (``--install``); ConfigError without either."""
     if args.install:
         install(Path(args.install), Path(args.target))
         return

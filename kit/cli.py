@@ -2,7 +2,12 @@
 
 Commands: ``build``, ``serve [--detach]``, ``status``, ``stop``, ``download``,
 ``generate``, ``demo``, ``run``, ``bench``, ``bundle``. Each one's ``--help``
-says more. Errors of the kit print one line (what to do) and exit 1.
+says more. Errors of the kit print one line (what to do) and exit with
+:data:`kit.exceptions.EXIT_CODE`.
+
+The CLI sits on top: it parses arguments and forwards them to the library
+(:mod:`kit.deployment`, :mod:`kit.server`, :mod:`kit.notebooks`,
+:mod:`kit.perf.bench`, ...); nothing in the kit imports it.
 """
 
 from __future__ import annotations
@@ -15,24 +20,7 @@ import time
 from pathlib import Path
 
 from kit import params as kit_params
-from kit.exceptions import KitError
-
-
-def ensure_repository(params: dict, out: Path | None = None) -> Path:
-    """Build the repository the parameters describe (the tiny model first when it is needed)."""
-    from kit import models, repository
-
-    config = kit_params.deployment(params)
-    if params.get("profile", "cpu") == "cpu" and Path(config.model) == models.tiny_model_dir().resolve():
-        models.build_tiny_model()
-    elif not config.model_is_local:
-        if config.engine_args.get("load_format") == "dummy":
-            raise KitError("load_format 'dummy' needs a local model folder (config + tokenizer); "
-                           "build one with `python -m kit build --dummy-llama3`")
-        local = models.download_model(config.model)
-        config = kit_params.deployment({**params, "model": str(local)})
-    out = Path(out or params.get("repository") or repository.default_cpu_repository())
-    return repository.build(config, out)
+from kit.exceptions import KitError, exit_with
 
 
 def _serve(args) -> int:
@@ -43,6 +31,8 @@ def _serve(args) -> int:
         print(f"a server is already running (pid {state['pid']}):")
         _print_urls(state)
         return 0
+    from kit.deployment import ensure_repository
+
     params = kit_params.load(args.params)
     repo = Path(args.repository) if args.repository else ensure_repository(params)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
@@ -109,22 +99,23 @@ def _restart(args) -> int:
 
 
 def _build(args) -> int:
-    from kit import models, repository
+    from kit import repository, weights
+    from kit.deployment import ensure_repository
 
     if args.committed:
         print(repository.build_committed())
         return 0
     if args.dummy_llama3:
-        print(models.build_dummy_llama3(Path(args.dummy_llama3)))
+        print(weights.build_dummy_llama3(Path(args.dummy_llama3)))
         return 0
     print(ensure_repository(kit_params.load(args.params), Path(args.out) if args.out else None))
     return 0
 
 
 def _download(args) -> int:
-    from kit import models
+    from kit import weights
 
-    models.download_model(args.repo_id, Path(args.models_dir) if args.models_dir else None)
+    weights.download_model(args.repo_id, Path(args.models_dir) if args.models_dir else None)
     return 0
 
 
@@ -153,7 +144,7 @@ def _demo(args) -> int:
 def _run(args) -> int:
     from kit import notebooks
 
-    overrides = {k: notebooks.parse_value(v) for k, v in args.parameter}
+    overrides = notebooks.parse_overrides(args.notebook, args.parameter)
     notebooks.run_one(args.notebook, params_file=args.params, overrides=overrides)
     return 0
 
@@ -161,7 +152,13 @@ def _run(args) -> int:
 def _bench(args) -> int:
     from kit.perf import bench
 
-    return bench.main(args)
+    settings = bench.BenchSettings(
+        concurrency=tuple(args.concurrency or ()), max_tokens=args.max_tokens, requests=args.requests,
+        quick=args.quick, streams_per_process=args.streams_per_process,
+        out=Path(args.out) if args.out else None, params=args.params, grpc_url=args.grpc_url,
+        guard_bench=not args.no_guard_bench, perf_analyzer=args.perf_analyzer, progress=not args.no_progress,
+    )
+    return bench.main(settings)
 
 
 def _bundle(args) -> int:
@@ -172,6 +169,7 @@ def _bundle(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
+    """The ``python -m kit`` argument parser, one subcommand per command."""
     p = argparse.ArgumentParser(prog="python -m kit", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -238,12 +236,54 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _add_bench_arguments(s) -> None:
+def _int_list(text: str) -> list[int]:
+    """``1,8,48`` → [1, 8, 48] (sorted, unique, positive); argparse's error otherwise."""
     try:
-        from kit.perf.bench import add_arguments
-    except ImportError:
-        return
-    add_arguments(s)
+        values = [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 1,8,48, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return sorted(set(values))
+
+
+def _positive(text: str) -> int:
+    """A positive integer; argparse's error otherwise."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    from kit.perf.bench import DEFAULT_CONCURRENCY, DEFAULT_MAX_TOKENS, QUICK_MAX_TOKENS
+
+    levels = ",".join(map(str, DEFAULT_CONCURRENCY))
+    parser.add_argument("--quick", action="store_true",
+                        help=f"short run: max_tokens {QUICK_MAX_TOKENS}, fewer requests, smaller guard benchmark")
+    parser.add_argument("--concurrency", type=_int_list, default=None,
+                        help=f"concurrency levels, comma-separated (default {levels})")
+    parser.add_argument("--max-tokens", type=_positive, default=None,
+                        help=f"tokens per request, fixed with ignore_eos (default {DEFAULT_MAX_TOKENS}, "
+                             f"--quick {QUICK_MAX_TOKENS})")
+    parser.add_argument("--requests", type=_positive, default=None,
+                        help="requests per endpoint and level (default: max(32, 4 × concurrency), "
+                             "--quick max(16, 3 × concurrency); the blocking pipeline gets as many as "
+                             "the concurrency)")
+    parser.add_argument("--out", default=None, help="results folder (default reports/bench/<timestamp>)")
+    parser.add_argument("--params", default=None,
+                        help="YAML parameters of the deployment to start when no server is running")
+    parser.add_argument("--grpc-url", default=None, help="measure this running server (grpc://host:port)")
+    parser.add_argument("--no-guard-bench", action="store_true", help="skip the guard vs better_profanity benchmark")
+    parser.add_argument("--perf-analyzer", action="store_true",
+                        help="also run one perf_analyzer concurrency sweep through the pipeline")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--streams-per-process", type=int, default=0,
+                        help="one client process per this many streams (default 0: one process; a GPU serving "
+                             "hundreds of streams outruns one Python client, use e.g. 32)")
 
 
 def _add_bundle_arguments(s) -> None:
@@ -263,13 +303,13 @@ def tolerant_stdio(*streams) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; a :class:`KitError` prints ``error: …`` and returns :data:`~kit.exceptions.EXIT_CODE`."""
     tolerant_stdio()
     args = parser().parse_args(argv)
     try:
         return args.func(args)
     except KitError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return exit_with(exc)
 
 
 if __name__ == "__main__":

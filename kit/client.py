@@ -22,7 +22,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from kit import contract
 from kit.config import LLM_MODEL, PIPELINE_MODEL
-from kit.exceptions import InferenceError, ServerError
+from kit.exceptions import InferenceError, RequestError, ServerError
 
 DEFAULT_TIMEOUT_S = 300.0
 
@@ -222,10 +222,6 @@ class Client:
             raise ServerError("no server is running: start one with `python -m kit serve --detach`")
         return cls(state["grpc_url"], state["http_url"], **kwargs)
 
-    @classmethod
-    def for_server(cls, server, **kwargs) -> "Client":
-        return cls(server.endpoints.grpc_url, server.endpoints.http_url, **kwargs)
-
     # ------------------------------------------------------------------ public API
     def stream(self, prompt: str, *, model: str | None = None, **options) -> Iterator[Delta]:
         """Yield the answer piece by piece as the server sends it."""
@@ -299,7 +295,7 @@ class Client:
 
     # ------------------------------------------------------------------ HTTP
     def _post(self, url: str, inputs: Mapping[str, Any]):
-        body = json.dumps({k: (v.decode("utf-8", "replace") if isinstance(v, bytes) else v) for k, v in inputs.items()})
+        body = json.dumps({k: (_utf8(k, v) if isinstance(v, bytes) else v) for k, v in inputs.items()})
         req = urllib.request.Request(url, data=body.encode(), headers={"Content-Type": "application/json"})
         try:
             return urllib.request.urlopen(req, timeout=self.timeout_s)
@@ -320,6 +316,14 @@ class Client:
                 if "error" in event:  # an error can follow a 200 status: check every event
                     raise InferenceError(f"{model}: {event['error']}")
                 yield _delta_from_json(event)
+
+
+def _utf8(name: str, value: bytes) -> str:
+    """``value`` as text for a JSON body; RequestError, as the server's over gRPC, when it is not UTF-8."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RequestError(f"input {name!r} is not valid UTF-8; encode the text as UTF-8") from None
 
 
 def _http_error(body: bytes) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from kit.exceptions import ConfigError
-from kit.models import LLAMA3_REPO_ID, tiny_model_dir
+from kit.weights import LLAMA3_REPO_ID, tiny_model_dir
 
 BLS_MODES = ("async", "blocking")
 DEVICES = ("gpu", "cpu")
@@ -102,6 +102,7 @@ class DeploymentConfig:
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:
+        """Plain data (lists for the guard's word tuples), as :meth:`from_dict` reads it."""
         data = dataclasses.asdict(self)
         data["engine_args"] = dict(self.engine_args)
         data["guard"]["extra_words"] = list(self.guard.extra_words)
@@ -110,6 +111,7 @@ class DeploymentConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "DeploymentConfig":
+        """A config from :meth:`to_dict`'s shape; ConfigError naming unknown settings and the known ones."""
         data = dict(data)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
@@ -127,6 +129,7 @@ class DeploymentConfig:
     # ------------------------------------------------------------------ derived
     @property
     def model_is_local(self) -> bool:
+        """True for a folder (absolute, relative or existing path); False for a hub id ``owner/name``."""
         path = Path(self.model)
         return path.is_absolute() or self.model.startswith(".") or path.exists() or self.model.count("/") != 1
 
@@ -141,6 +144,7 @@ class DeploymentConfig:
 
     @property
     def gpus_needed(self) -> int:
+        """GPUs the deployment occupies: tensor × pipeline parallel size × replicas (0 on the CPU)."""
         if self.device != "gpu":
             return 0
         return self.tensor_parallel_size * self.pipeline_parallel_size * self.replicas

@@ -12,8 +12,8 @@ small function that the unit tests drive offline:
    ``MODEL_REPOSITORY`` where the Triton repository is written
                         (default ``/tmp/model_repository``)
    ``KIT_PARAMS``       optional YAML (inline, or the path of a YAML file) with
-                        :class:`~kit.config.DeploymentConfig` fields, e.g.
-                        ``{engine_args: {max_model_len: 4096}}``
+                        deployment keys as in ``params/gpu.yaml``, e.g.
+                        ``{engine_args: {max_model_len: 4096}, extra_words: [x]}``
    ``HUGGINGFACE_HUB_TOKEN`` / ``HF_TOKEN``  the hub token (only for a download)
    ``TRITON_EXTRA_ARGS`` extra ``tritonserver`` flags (shell-quoted)
    ``TRITON_LOG_VERBOSE`` Triton's ``--log-verbose`` level (default 0)
@@ -21,7 +21,7 @@ small function that the unit tests drive offline:
 
 2. :func:`resolve_model` finds the weights in the models volume (a plain folder
    ``<MODELS_DIR>/<name>`` or a Hugging Face cache ``models--owner--name``) and
-   downloads them with :func:`kit.models.download_model` only when missing.
+   downloads them with :func:`kit.weights.download_model` only when missing.
 3. :func:`build_repository` writes the repository with
    :func:`kit.repository.build` from ``DeploymentConfig.gpu_default(model=<folder>)``:
    the same function and the same defaults as ``kit serve``, so the container
@@ -54,8 +54,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from kit.config import DeploymentConfig
-from kit.exceptions import ConfigError, KitError, SetupError
-from kit.models import LLAMA3_REPO_ID, TOKEN_VARIABLES, download_model, is_complete, local_dir_for
+from kit.exceptions import ConfigError, KitError, SetupError, exit_with
+from kit.weights import LLAMA3_REPO_ID, TOKEN_VARIABLES, download_model, is_complete, local_dir_for
 
 HTTP_PORT = 8000
 GRPC_PORT = 8001
@@ -109,7 +109,13 @@ class Settings:
 
 
 def load_params(value: str | None) -> dict[str, Any]:
-    """``KIT_PARAMS``: inline YAML or the path of a YAML file, holding a mapping of deployment fields."""
+    """``KIT_PARAMS``: inline YAML or the path of a YAML file, in the dialect of ``params/*.yaml``.
+
+    Read by :func:`kit.params.load_mapping` (one loader for every parameters
+    mapping): flat keys, ``extra_words: [...]`` as in ``params/gpu.yaml``.
+    """
+    from kit import params as kit_params
+
     if value is None or not value.strip():
         return {}
     text, source = value, "KIT_PARAMS"
@@ -121,24 +127,10 @@ def load_params(value: str | None) -> dict[str, Any]:
                 f"KIT_PARAMS names the file {path}, which does not exist in the container; mount it or inline the YAML"
             )
         text, source = path.read_text(encoding="utf-8"), str(path)
-    try:
-        import yaml
-    except ImportError as exc:  # pragma: no cover - NVIDIA's image and the kit's env have PyYAML
-        raise SetupError("KIT_PARAMS needs PyYAML (`pip install pyyaml`)") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source} is not valid YAML: {exc}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, Mapping):
-        raise ConfigError(
-            f"{source} must be a mapping of deployment settings, e.g. "
-            "'{engine_args: {max_model_len: 4096}, pipeline_instances: 2}'"
-        )
+    data = kit_params.load_mapping(text, source)
     if "model" in data:
         raise ConfigError(f"{source} sets 'model': set the MODEL_ID environment variable instead")
-    return dict(data)
+    return data
 
 
 def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
@@ -212,7 +204,9 @@ def _ensure_writable(models_dir: Path) -> None:
     try:
         models_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise SetupError(f"cannot create the models folder {models_dir} ({exc.strerror}); mount a writable volume there") from None
+        raise SetupError(
+            f"cannot create the models folder {models_dir} ({exc.strerror}); mount a writable volume there"
+        ) from None
     if not os.access(models_dir, os.W_OK):
         raise SetupError(
             f"the models folder {models_dir} is not writable by this container's user (uid {os.getuid()}); "
@@ -259,23 +253,20 @@ def resolve_model(
 
 
 def deployment_config(model_dir: Path | str, params: Mapping[str, Any] | None = None) -> DeploymentConfig:
-    """``DeploymentConfig.gpu_default(model=model_dir)`` with ``params`` applied.
+    """``DeploymentConfig.gpu_default(model=model_dir)`` with ``params`` applied by :func:`kit.params.deployment`.
 
-    ``engine_args`` and ``guard`` in ``params`` are merged into the defaults
-    (a key given there wins); every other field replaces the default.
+    ``engine_args`` in ``params`` is merged into the defaults (a key given there
+    wins); every other key replaces the default; a key that is no deployment
+    setting (a typo, a notebook's parameter) is a ConfigError.
     """
-    base = DeploymentConfig.gpu_default(model=str(model_dir))
-    if not params:
-        return base
+    from kit import params as kit_params
+
+    params = dict(params or {})
     if "model" in params:
         raise ConfigError("set the model with MODEL_ID, not inside KIT_PARAMS")
-    data = base.to_dict()
-    for key, value in params.items():
-        if key in ("engine_args", "guard") and isinstance(value, Mapping):
-            data[key] = {**data[key], **value}
-        else:
-            data[key] = value
-    return DeploymentConfig.from_dict(data)
+    if params.get("profile", "gpu") != "gpu":
+        raise ConfigError("the GPU image serves the gpu profile; remove 'profile' from KIT_PARAMS")
+    return kit_params.deployment({**params, "profile": "gpu", "model": str(model_dir)}, strict=True)
 
 
 def build_repository(config: DeploymentConfig, out_dir: Path | str) -> Path:
@@ -456,8 +447,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         serve(settings)
         return 0  # pragma: no cover - serve() does not return
     except KitError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        return 2
+        return exit_with(exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

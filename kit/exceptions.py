@@ -1,8 +1,30 @@
-"""One error family for the whole kit.
+"""One error family for the whole kit, every class in this module.
 
 Every message says what went wrong *and* what to do about it, so a user who
-only sees the last line of a traceback (or a notebook's red cell) can act.
+only sees the last line of a traceback (or a notebook's red cell) can act::
+
+    KitError                      base: every error the kit raises on purpose
+     ├── SetupError               a binary, library or package is missing or broken
+     ├── ConfigError (ValueError) a deployment setting or parameter is invalid
+     ├── ServerError              the Triton server did not start, stopped, or a model is not ready
+     ├── InferenceError           the server answered a request with an error
+     ├── RequestError (ValueError) a request sent to a model is invalid
+     ├── NotebookError            a notebook run failed (its report marks the cell)
+     └── PerfAnalyzerError        perf_analyzer ran but produced no result
+
+Every entry point (``python -m kit``, ``python -m kit.container``, the
+scripts in ``benchmarks/``) prints a :class:`KitError` as one line and exits
+with :data:`EXIT_CODE` (:func:`exit_with`).
 """
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+EXIT_CODE = 2
+"""The exit status of every entry point after a :class:`KitError` (as argparse's for a bad command line:
+the message says what to fix). 1 stays for "ran, and the result is a failure" (a missed goal, a dead stub)."""
 
 
 class KitError(Exception):
@@ -22,7 +44,7 @@ class ServerError(KitError):
 
 
 class InferenceError(KitError):
-    """The server answered a request with an error (its message is kept)."""
+    """The server answered a request with an error (its message is kept; ``status`` is its code)."""
 
     def __init__(self, message: str, *, status: str = ""):
         super().__init__(message)
@@ -34,3 +56,21 @@ class RequestError(KitError, ValueError):
 
     Triton models turn it into an ``INVALID_ARG`` error response and keep serving.
     """
+
+
+class NotebookError(KitError):
+    """A notebook failed; ``run`` (a :class:`kit.notebooks.runner.NotebookRun`) tells which, and where its report is."""
+
+    def __init__(self, message: str, run: Any):
+        super().__init__(message)
+        self.run = run
+
+
+class PerfAnalyzerError(KitError):
+    """perf_analyzer ran but produced no result; the message quotes its own words."""
+
+
+def exit_with(exc: KitError) -> int:
+    """Print ``error: <message>`` to stderr and return :data:`EXIT_CODE` (for ``return``/``sys.exit`` in a main)."""
+    print(f"error: {exc}", file=sys.stderr, flush=True)
+    return EXIT_CODE

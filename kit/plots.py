@@ -198,7 +198,7 @@ def _boxes(per_request: pd.DataFrame, values: pd.Series, title: str, y_title: st
     data = per_request.assign(_value=values).dropna(subset=["_value"])
     several = data["max_tokens"].nunique() > 1
     data = data.assign(_x=[f"{c} · {m} tok" if several else str(c)
-                           for c, m in zip(data["concurrency"], data["max_tokens"])])
+                           for c, m in zip(data["concurrency"], data["max_tokens"], strict=True)])
     order = (data[["concurrency", "max_tokens", "_x"]].drop_duplicates()
              .sort_values(["max_tokens", "concurrency"])["_x"].tolist())
     fig = go.Figure()
@@ -232,7 +232,7 @@ def endpoints_comparison(summary: pd.DataFrame) -> go.Figure:
         raise ValueError("nothing to plot: the summary is empty")
     several = summary["max_tokens"].nunique() > 1
     data = summary.sort_values(["max_tokens", "concurrency"]).assign(
-        _x=lambda d: [f"{c} · {m} tok" if several else str(c) for c, m in zip(d["concurrency"], d["max_tokens"])])
+        _x=lambda d: [f"{c} · {m} tok" if several else str(c) for c, m in zip(d["concurrency"], d["max_tokens"], strict=True)])
     fig = make_subplots(rows=1, cols=2, subplot_titles=("output tokens/s (higher is better)",
                                                         "TTFT p50, ms (lower is better)"))
     for i, (endpoint, group) in enumerate(data.groupby("endpoint", sort=False)):

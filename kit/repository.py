@@ -27,7 +27,7 @@ from kit.config import (
     DeploymentConfig,
 )
 from kit.exceptions import ConfigError
-from kit.models import project_root
+from kit.weights import project_root
 
 COMMITTED_REPOSITORY = project_root() / "model_repository"
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
 from kit.exceptions import ServerError, SetupError
-from kit.models import TOKEN_VARIABLES, project_root
+from kit.weights import TOKEN_VARIABLES, project_root
 
 READY_TIMEOUT_S = 600.0
 STATE_FILE = "server.json"

@@ -69,6 +69,7 @@ def read_pins(pyproject: Path = ROOT / "pyproject.toml") -> dict[str, list[str]]
 
 
 def has_gpu() -> bool:
+    """True when ``nvidia-smi`` is on PATH (``KIT_PROFILE=cpu|gpu`` overrides the detection)."""
     profile = os.environ.get("KIT_PROFILE")
     if profile:
         return profile == "gpu"
@@ -76,11 +77,13 @@ def has_gpu() -> bool:
 
 
 def run(cmd: list[str], **kw) -> None:
+    """Run a command, echoing it first; CalledProcessError when it fails."""
     print("+", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, **kw)
 
 
 def has_library(soname: str) -> bool:
+    """True when the dynamic loader knows ``soname`` (``ldconfig -p``)."""
     try:
         out = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, check=False).stdout
     except OSError:
@@ -89,6 +92,7 @@ def has_library(soname: str) -> bool:
 
 
 def ensure_apt_packages() -> None:
+    """Install Debian's libb64-0d (perf_analyzer needs it) as root, or exit naming the command."""
     if has_library("libb64.so.0d"):
         return
     command = ["apt-get", "install", "-y", "--no-install-recommends", *APT_PACKAGES]
@@ -104,11 +108,13 @@ def ensure_apt_packages() -> None:
 
 
 def stamp_value(gpu: bool) -> str:
+    """What ``.venv/.kit-setup`` holds once set up: profile, pyproject.toml's digest, Python version."""
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:16]
     return f"{'gpu' if gpu else 'cpu'} {digest} {sys.version_info.major}.{sys.version_info.minor}\n"
 
 
 def setup(force: bool = False) -> Path:
+    """Create or update ``.venv`` with every pin (skipped when the stamp matches); return its path."""
     if not ((3, 10) <= sys.version_info[:2] <= (3, 12)):
         sys.exit(f"Python {sys.version.split()[0]} is not supported: use Python 3.10, 3.11 or 3.12")
     gpu = has_gpu()
@@ -149,6 +155,7 @@ def check(python: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``python -m kit.venv [--force]``: :func:`setup`."""
     parser = argparse.ArgumentParser(prog="python3 -m kit.venv", description=__doc__.splitlines()[0])
     parser.add_argument("--force", action="store_true", help="reinstall even when .venv is up to date")
     args = parser.parse_args(argv)

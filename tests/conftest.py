@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from kit import metrics
 from kit.client import Client
 from kit.config import LLM_MODEL, PIPELINE_MODEL
 
@@ -38,22 +39,12 @@ class ServerHandle:
         return sum(int(s.get("inference_count", 0)) for s in stats)
 
     def metrics(self) -> dict[str, float]:
-        """Triton's Prometheus metrics as ``'name{labels}' → value``."""
-        with urllib.request.urlopen(f"{self.metrics_url}/metrics", timeout=10) as resp:
-            text = resp.read().decode()
-        out = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                key, _, value = line.rpartition(" ")
-                out[key] = float(value)
-        return out
+        """Triton's Prometheus metrics as ``'name{labels}' → value`` (read by :mod:`kit.metrics`)."""
+        return {sample.key: sample.value for sample in metrics.scrape(self.metrics_url)}
 
     def metric(self, name: str, **labels) -> float:
-        total = 0.0
-        for key, value in self.metrics().items():
-            if key.split("{")[0] == name and all(f'{k}="{v}"' in key for k, v in labels.items()):
-                total += value
-        return total
+        """The sum of ``name``'s samples with these labels."""
+        return metrics.total(metrics.scrape(self.metrics_url), name, **labels)
 
     def ready(self) -> bool:
         try:
@@ -75,7 +66,7 @@ def add_sample_model(repo: Path, tiny_model: Path) -> None:
     model (``1/multi_lora.json``) and ``disable_log_stats`` (so no engine metrics although
     ``REPORT_CUSTOM_METRICS`` is on); ``ENABLE_VLLM_HEALTH_CHECK`` is on.
     """
-    from kit.models import build_tiny_lora
+    from kit.weights import build_tiny_lora
 
     version = repo / SAMPLE_MODEL / "1"
     version.mkdir(parents=True)
@@ -95,7 +86,7 @@ def add_sample_model(repo: Path, tiny_model: Path) -> None:
 
 @pytest.fixture(scope="session")
 def tiny_model() -> Path:
-    from kit.models import build_tiny_model
+    from kit.weights import build_tiny_model
 
     return build_tiny_model()
 

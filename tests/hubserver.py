@@ -3,7 +3,7 @@
 It serves a folder the way the Hugging Face hub serves a model repository
 (the revision API, then ``HEAD``/``GET`` of ``resolve/<sha>/<file>``), and
 insists on a bearer token like a gated model does, so
-``kit.models.download_model`` runs its real ``huggingface_hub`` code path
+``kit.weights.download_model`` runs its real ``huggingface_hub`` code path
 with no network.
 """
 

@@ -9,8 +9,9 @@ requests, so a busy neighbour on a shared machine disturbs them alike:
   original showcase did (it gets ``concurrency`` requests per level, not more: it is slow on purpose).
 
 The table (:data:`kit.perf.load.SWEEP_COLUMNS`) is followed by the guard benchmark's speed-up,
-the project's goals (met or not) and, last, one line per headline ratio. ``sweep.csv``,
-``requests.csv`` and ``summary.json`` are written to ``--out``.
+the guard's cost on the server (its counters on Triton's metrics port, read before and after),
+the project's goals (met or not) and, last, one line per headline ratio (:class:`Ratio` records).
+``sweep.csv``, ``requests.csv`` and ``summary.json`` are written to ``--out``.
 
 The server: ``--grpc-url`` if given, else the detached one (``python -m kit serve --detach``),
 else the bench starts the default CPU deployment itself (or ``--params``'s) and stops it at the end.
@@ -18,33 +19,109 @@ else the bench starts the default CPU deployment itself (or ``--params``'s) and 
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import pandas as pd
 
+from kit import metrics
 from kit.config import BLOCKING_MODEL, LLM_MODEL, PIPELINE_MODEL
 from kit.perf import load
+from kit.perf.prompts import default_prompts
 
 ENDPOINTS = {"direct": LLM_MODEL, "pipeline": PIPELINE_MODEL, "blocking": BLOCKING_MODEL}
 DEFAULT_CONCURRENCY = (1, 8, 48)
 DEFAULT_MAX_TOKENS = 64
-QUICK_CONCURRENCY = (1, 8, 48)
 QUICK_MAX_TOKENS = 32
 GOAL_THROUGHPUT = 0.9  # pipeline ≥ 0.9 × direct output tokens/s
 GOAL_TTFT_MS = 5.0  # pipeline TTFT p50 within 5 ms of direct
 GOAL_BLOCKING = 0.5  # blocking well under 0.5 × direct at concurrency 8
 GOAL_BLOCKING_CONCURRENCY = 8
+WARMUP = 2  # requests per endpoint before the measured levels (not measured)
 
 
 def default_requests(concurrency: int, quick: bool = False) -> int:
     """Requests per endpoint and level: a few times the concurrency, never fewer than 16 (32 without --quick)."""
     return max(16 if quick else 32, (3 if quick else 4) * concurrency)
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """One ``kit bench`` run (the CLI's options, parsed): levels, budget, server, extras.
+
+    ``concurrency`` and ``max_tokens`` default to :data:`DEFAULT_CONCURRENCY` and
+    :data:`DEFAULT_MAX_TOKENS` (:data:`QUICK_MAX_TOKENS` when ``quick``);
+    ``requests`` (per endpoint and level) to :func:`default_requests`.
+    """
+
+    concurrency: tuple[int, ...] = ()
+    max_tokens: int | None = None
+    requests: int | None = None
+    quick: bool = False
+    streams_per_process: int | None = None
+    """One client process per this many streams; None: one process for every level."""
+    out: Path | None = None
+    """Results folder; None: ``reports/bench/<timestamp>``."""
+    params: str | None = None
+    """YAML parameters of the deployment to start when no server is running."""
+    grpc_url: str | None = None
+    """Measure this running server instead of the detached one."""
+    guard_bench: bool = True
+    perf_analyzer: bool = False
+    progress: bool = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "concurrency", tuple(sorted(set(self.concurrency or DEFAULT_CONCURRENCY))))
+        if self.max_tokens is None:
+            object.__setattr__(self, "max_tokens", QUICK_MAX_TOKENS if self.quick else DEFAULT_MAX_TOKENS)
+        object.__setattr__(self, "streams_per_process", self.streams_per_process or None)
+
+    def requests_at(self, concurrency: int) -> int:
+        """Requests per endpoint at one concurrency level."""
+        return self.requests or default_requests(concurrency, self.quick)
+
+    def record(self) -> dict[str, Any]:
+        """The settings as written to ``summary.json``."""
+        return {"concurrency": list(self.concurrency), "max_tokens": self.max_tokens, "requests": self.requests,
+                "quick": self.quick, "streams_per_process": self.streams_per_process}
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """One headline figure of a side-by-side run, at one concurrency level and token budget.
+
+    ``metric`` is ``throughput`` (``value`` = numerator's / denominator's output
+    tokens/s, a plain ratio) or ``ttft`` (``value`` = numerator's TTFT p50 minus
+    the denominator's, in ms). ``label`` is the sentence printed and saved.
+    """
+
+    metric: str
+    numerator: str
+    denominator: str
+    concurrency: int
+    max_tokens: int
+    value: float
+    label: str = field(default="", compare=False)
+
+    @property
+    def where(self) -> str:
+        """The level, as the label ends: ``concurrency 8`` (``(max_tokens 64)`` added when several budgets ran)."""
+        return self.label.split(" at ", 1)[-1]
+
+    @property
+    def shown(self) -> str:
+        """The value as printed: a ratio with two decimals, a TTFT difference in signed ms."""
+        return f"{self.value:+.1f} ms" if self.metric == "ttft" else f"{self.value:.2f}"
+
+    def text(self) -> str:
+        """``label: value``, the line the bench prints."""
+        return f"{self.label}: {self.shown}"
 
 
 # --------------------------------------------------------------------------- measuring
@@ -59,7 +136,7 @@ def compare(
     prompts: Sequence[str],
     blocking: bool = True,
     progress: bool = True,
-    warmup: int = 2,
+    warmup: int = WARMUP,
     rounds: int = 4,
     streams_per_process: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -74,6 +151,7 @@ def compare(
     endpoints = {k: v for k, v in ENDPOINTS.items() if blocking or k != "blocking"}
 
     def count(label: str, concurrency: int) -> int:
+        """Requests for one endpoint at one level: the blocking pipeline gets about ``concurrency``."""
         n = requests(concurrency) if callable(requests) else int(requests)
         return min(n, max(2, concurrency)) if label == "blocking" else n
 
@@ -88,29 +166,31 @@ def _row(summary: pd.DataFrame, endpoint: str, concurrency: int, max_tokens: int
     return None if rows.empty else rows.iloc[0]
 
 
-def ratios(summary: pd.DataFrame) -> dict[str, float]:
-    """Headline ratios per level: pipeline/direct and blocking/direct output tokens/s, TTFT p50 difference (ms)."""
-    out: dict[str, float] = {}
+RATIO_PAIRS = (("throughput", "pipeline", "direct"), ("ttft", "pipeline", "direct"),
+               ("throughput", "blocking", "direct"), ("throughput", "pipeline", "blocking"))
+"""The headline figures, in the order printed: (metric, numerator, denominator)."""
+
+
+def ratios(summary: pd.DataFrame) -> list[Ratio]:
+    """Headline ratios per level (:data:`RATIO_PAIRS`): output tokens/s ratios and the pipeline-direct
+    TTFT p50 difference (ms); a missing endpoint gives no ratio."""
+    out: list[Ratio] = []
     several = summary["max_tokens"].nunique() > 1
     for max_tokens in sorted(summary["max_tokens"].unique()):
         suffix = f" (max_tokens {max_tokens})" if several else ""
         for concurrency in sorted(summary[summary["max_tokens"] == max_tokens]["concurrency"].unique()):
-            direct = _row(summary, "direct", concurrency, max_tokens)
-            if direct is None:
-                continue
+            rows = {label: _row(summary, label, concurrency, max_tokens) for label in ENDPOINTS}
             where = f"at concurrency {concurrency}{suffix}"
-            pipeline = _row(summary, "pipeline", concurrency, max_tokens)
-            blocking = _row(summary, "blocking", concurrency, max_tokens)
-            if pipeline is not None:
-                out[f"pipeline/direct throughput {where}"] = _div(pipeline["output_tokens_per_s"],
-                                                                   direct["output_tokens_per_s"])
-                out[f"pipeline-direct TTFT p50 {where}"] = float(pipeline["ttft_p50_ms"] - direct["ttft_p50_ms"])
-            if blocking is not None:
-                out[f"blocking/direct throughput {where}"] = _div(blocking["output_tokens_per_s"],
-                                                                   direct["output_tokens_per_s"])
-                if pipeline is not None:
-                    out[f"pipeline/blocking throughput {where}"] = _div(pipeline["output_tokens_per_s"],
-                                                                         blocking["output_tokens_per_s"])
+            for metric, a, b in RATIO_PAIRS:
+                if rows[a] is None or rows[b] is None:
+                    continue
+                if metric == "ttft":
+                    value = float(rows[a]["ttft_p50_ms"] - rows[b]["ttft_p50_ms"])
+                    label = f"{a}-{b} TTFT p50 {where}"
+                else:
+                    value = _div(rows[a]["output_tokens_per_s"], rows[b]["output_tokens_per_s"])
+                    label = f"{a}/{b} throughput {where}"
+                out.append(Ratio(metric, a, b, int(concurrency), int(max_tokens), value, label))
     return out
 
 
@@ -118,38 +198,33 @@ def _div(a: float, b: float) -> float:
     return float(a) / float(b) if b and not math.isnan(float(b)) else float("nan")
 
 
-def format_ratio(key: str, value: float) -> str:
-    """``key: value`` as printed: ratios with two decimals, TTFT differences in signed ms."""
-    if "TTFT" in key:
-        return f"{key}: {value:+.1f} ms"
-    return f"{key}: {value:.2f}"
-
-
 def goals(summary: pd.DataFrame) -> list[dict[str, Any]]:
     """The project's performance goals, each with ``goal``, ``met`` and the figures behind it."""
     found = ratios(summary)
+
+    def pick(metric: str, numerator: str) -> list[Ratio]:
+        """The ratios of one metric with ``numerator`` over the direct LLM."""
+        return [r for r in found if r.metric == metric and r.numerator == numerator and r.denominator == "direct"]
+
     out = []
-    tput = {k: v for k, v in found.items() if k.startswith("pipeline/direct throughput")}
+    tput = pick("throughput", "pipeline")
     if tput:
-        worst = min(tput, key=tput.get)
+        worst = min(tput, key=lambda r: r.value)
         out.append({"goal": f"pipeline ≥ {GOAL_THROUGHPUT}× direct output tokens/s at every concurrency",
-                    "met": all(v >= GOAL_THROUGHPUT for v in tput.values()),
-                    "detail": f"lowest {tput[worst]:.2f} ({worst.split(' at ')[-1]})"})
-    ttft = {k: v for k, v in found.items() if k.startswith("pipeline-direct TTFT")}
+                    "met": all(r.value >= GOAL_THROUGHPUT for r in tput),
+                    "detail": f"lowest {worst.value:.2f} ({worst.where})"})
+    ttft = pick("ttft", "pipeline")
     if ttft:
-        worst = max(ttft, key=lambda k: abs(ttft[k]))
+        worst = max(ttft, key=lambda r: abs(r.value))
         out.append({"goal": f"pipeline TTFT p50 within {GOAL_TTFT_MS:g} ms of direct at every concurrency",
-                    "met": all(abs(v) <= GOAL_TTFT_MS for v in ttft.values()),
-                    "detail": f"largest difference {ttft[worst]:+.1f} ms ({worst.split(' at ')[-1]})"})
-    blocking = {k: v for k, v in found.items() if k.startswith("blocking/direct throughput")}
-    if blocking:
-        prefix = f"blocking/direct throughput at concurrency {GOAL_BLOCKING_CONCURRENCY}"
-        at = [k for k in blocking if k == prefix or k.startswith(prefix + " ")]
-        if at:
-            value = blocking[at[0]]
-            out.append({"goal": f"blocking < {GOAL_BLOCKING}× direct output tokens/s at concurrency "
-                                f"{GOAL_BLOCKING_CONCURRENCY}",
-                        "met": value < GOAL_BLOCKING, "detail": f"{value:.2f}"})
+                    "met": all(abs(r.value) <= GOAL_TTFT_MS for r in ttft),
+                    "detail": f"largest difference {worst.value:+.1f} ms ({worst.where})"})
+    at = [r for r in pick("throughput", "blocking") if r.concurrency == GOAL_BLOCKING_CONCURRENCY]
+    if at:
+        value = at[0].value
+        out.append({"goal": f"blocking < {GOAL_BLOCKING}× direct output tokens/s at concurrency "
+                            f"{GOAL_BLOCKING_CONCURRENCY}",
+                    "met": value < GOAL_BLOCKING, "detail": f"{value:.2f}"})
     return out
 
 
@@ -192,89 +267,61 @@ def _tokenizer_path(grpc_url: str) -> str | None:
 class _Target:
     """The server to measure: given, detached, or started here (and stopped by ``close``)."""
 
-    def __init__(self, args):
+    def __init__(self, settings: BenchSettings):
         from kit import server as srv
 
         self.server = None
-        if args.grpc_url:
-            self.grpc_url, self.source = args.grpc_url, f"given ({args.grpc_url})"
+        self.metrics_url: str | None = None  # unknown for a server given by its gRPC address
+        if settings.grpc_url:
+            self.grpc_url, self.source = settings.grpc_url, f"given ({settings.grpc_url})"
             return
         state = srv.read_state()
         if state and srv.status(state).get("ready"):
             self.grpc_url, self.source = state["grpc_url"], f"detached server (pid {state['pid']})"
-            if args.params:
-                print(f"note: using the running detached server; --params {args.params} is not applied to it",
+            self.metrics_url = state.get("metrics_url")
+            if settings.params:
+                print(f"note: using the running detached server; --params {settings.params} is not applied to it",
                       file=sys.stderr)
             return
-        from kit import cli
         from kit import params as kit_params
+        from kit.deployment import ensure_repository
 
-        params = kit_params.load(args.params)
-        repo = cli.ensure_repository(params)
+        params = kit_params.load(settings.params)
+        repo = ensure_repository(params)
         print(f"starting a server for {repo} (stopped when the bench ends)", file=sys.stderr)
         self.server = srv.Server(repo)
         self.server.start()
         self.grpc_url, self.source = self.server.endpoints.grpc_url, f"started by the bench ({repo})"
+        self.metrics_url = self.server.endpoints.metrics_url
 
     def close(self) -> None:
+        """Stop the server the bench started (if it started one)."""
         if self.server is not None:
             self.server.stop()
             self.server = None
 
 
+def _guard_counters(metrics_url: str | None) -> dict[str, float] | None:
+    """The pipeline's guard counters (:data:`kit.metrics.GUARD_COUNTERS`) on the metrics port; None when unreadable."""
+    from kit.exceptions import ServerError
+
+    if not metrics_url:
+        return None
+    try:
+        return metrics.totals(metrics.scrape(metrics_url), metrics.GUARD_COUNTERS, model=PIPELINE_MODEL)
+    except ServerError:
+        return None
+
+
+def guard_cost(before: dict[str, float] | None, after: dict[str, float] | None, requests: int) -> dict[str, float] | None:
+    """The guard's work during the run, from its server-side counters: totals and µs per pipeline request."""
+    if before is None or after is None or requests < 1:
+        return None
+    delta = {name: after[name] - before[name] for name in metrics.GUARD_COUNTERS}
+    return {**delta, "guard_us_per_request": delta["kit_guard_time_us_total"] / requests}
+
+
 # --------------------------------------------------------------------------- the command
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.replace(" ", "").split(",") if v]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 1,8,48, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return sorted(set(values))
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quick", action="store_true",
-                        help=f"short run: max_tokens {QUICK_MAX_TOKENS}, fewer requests, smaller guard benchmark")
-    parser.add_argument("--concurrency", type=_int_list, default=None,
-                        help="concurrency levels, comma-separated (default 1,8,48)")
-    parser.add_argument("--max-tokens", type=_positive, default=None,
-                        help=f"tokens per request, fixed with ignore_eos (default {DEFAULT_MAX_TOKENS}, "
-                             f"--quick {QUICK_MAX_TOKENS})")
-    parser.add_argument("--requests", type=_positive, default=None,
-                        help="requests per endpoint and level (default: max(32, 4 × concurrency), "
-                             "--quick max(16, 3 × concurrency); the blocking pipeline gets as many as "
-                             "the concurrency)")
-    parser.add_argument("--out", default=None, help="results folder (default reports/bench/<timestamp>)")
-    parser.add_argument("--params", default=None,
-                        help="YAML parameters of the deployment to start when no server is running")
-    parser.add_argument("--grpc-url", default=None, help="measure this running server (grpc://host:port)")
-    parser.add_argument("--no-guard-bench", action="store_true", help="skip the guard vs better_profanity benchmark")
-    parser.add_argument("--perf-analyzer", action="store_true",
-                        help="also run one perf_analyzer concurrency sweep through the pipeline")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("--streams-per-process", type=int, default=0,
-                        help="one client process per this many streams (default 0: one process; a GPU serving "
-                             "hundreds of streams outruns one Python client, use e.g. 32)")
-
-
-def _settings(args) -> dict[str, Any]:
-    concurrency = args.concurrency or list(QUICK_CONCURRENCY if args.quick else DEFAULT_CONCURRENCY)
-    max_tokens = args.max_tokens or (QUICK_MAX_TOKENS if args.quick else DEFAULT_MAX_TOKENS)
-    return {"concurrency": concurrency, "max_tokens": max_tokens, "requests": args.requests, "quick": args.quick,
-            "streams_per_process": args.streams_per_process or None}
 
 
 def _print_table(summary: pd.DataFrame) -> None:
@@ -287,14 +334,14 @@ def _print_table(summary: pd.DataFrame) -> None:
     print(table.to_string(index=False))
 
 
-def _perf_analyzer(grpc_url: str, settings: dict, prompts: Sequence[str], out: Path) -> dict[str, Any]:
+def _perf_analyzer(grpc_url: str, settings: BenchSettings, prompts: Sequence[str], out: Path) -> dict[str, Any]:
     from kit.exceptions import KitError
     from kit.perf import perf_analyzer as pa
 
-    quick = settings["quick"]
+    quick = settings.quick
     try:
-        frame = pa.run(grpc_url, PIPELINE_MODEL, concurrency=settings["concurrency"],
-                       max_tokens=settings["max_tokens"], prompts=prompts, out_dir=out / "perf_analyzer",
+        frame = pa.run(grpc_url, PIPELINE_MODEL, concurrency=list(settings.concurrency),
+                       max_tokens=settings.max_tokens, prompts=prompts, out_dir=out / "perf_analyzer",
                        measurement_interval_ms=2000 if quick else 5000, stability_percentage=50 if quick else 10,
                        max_trials=5 if quick else 10, prompt_is_formatted=True)
     except KitError as exc:
@@ -308,26 +355,25 @@ def _perf_analyzer(grpc_url: str, settings: dict, prompts: Sequence[str], out: P
     return {"rows": json.loads(frame.to_json(orient="records"))}
 
 
-def main(args) -> int:
+def main(settings: BenchSettings) -> int:
+    """Run the bench: measure, print the table, the goals and the ratios, write the results; return 0, or 1
+    when a request failed or perf_analyzer produced nothing. Raises :class:`~kit.exceptions.ServerError`
+    when the server does not serve the models to compare."""
     started = time.monotonic()
-    settings = _settings(args)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    if args.out:
-        out = Path(args.out)
+    if settings.out:
+        out = Path(settings.out)
     else:
-        from kit.models import project_root
+        from kit.weights import project_root
 
-        out = project_root() / "reports" / "bench" / stamp
+        out = project_root() / "reports" / "bench" / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
-    quick = settings["quick"]
-    n_requests = settings["requests"]
+    quick = settings.quick
+    per_level = settings.requests_at
 
-    def per_level(concurrency: int) -> int:
-        return n_requests or default_requests(concurrency, quick)
-
-    target = _Target(args)
+    target = _Target(settings)
     rc = 0
     pa_result: dict[str, Any] | None = None
+    guard_counted: dict[str, float] | None = None
     try:
         served = _served(target.grpc_url)
         missing = [name for name in (LLM_MODEL, PIPELINE_MODEL) if name not in served]
@@ -340,38 +386,48 @@ def main(args) -> int:
         if not blocking:
             print(f"note: {BLOCKING_MODEL} is not served (deploy with blocking_variant: true to compare it)")
         tokenizer = _tokenizer_path(target.grpc_url)
-        prompts = load.default_prompts(max(per_level(c) for c in settings["concurrency"]), tokenizer)
-        print(f"server: {target.source}; concurrency {settings['concurrency']}, max_tokens {settings['max_tokens']}, "
-              f"requests per level {'/'.join(str(per_level(c)) for c in settings['concurrency'])}"
+        prompts = default_prompts(max(per_level(c) for c in settings.concurrency), tokenizer)
+        print(f"server: {target.source}; concurrency {list(settings.concurrency)}, max_tokens {settings.max_tokens}, "
+              f"requests per level {'/'.join(str(per_level(c)) for c in settings.concurrency)}"
               + (" (blocking: = concurrency)" if blocking else ""))
-        per_request, summary = compare(target.grpc_url, concurrencies=settings["concurrency"],
-                                       max_tokens=settings["max_tokens"], requests=per_level, prompts=prompts,
-                                       blocking=blocking, progress=not args.no_progress,
-                                       streams_per_process=settings["streams_per_process"])
+        counters_before = _guard_counters(target.metrics_url)
+        per_request, summary = compare(target.grpc_url, concurrencies=settings.concurrency,
+                                       max_tokens=settings.max_tokens, requests=per_level, prompts=prompts,
+                                       blocking=blocking, progress=settings.progress,
+                                       streams_per_process=settings.streams_per_process)
+        # the counters also count compare()'s warm-up requests
+        pipeline_requests = int(summary.loc[summary["endpoint"] == "pipeline", "requests"].sum()) + WARMUP
+        guard_counted = guard_cost(counters_before, _guard_counters(target.metrics_url), pipeline_requests)
         load.save(per_request, summary, out)
         print()
         _print_table(summary)
-        if args.perf_analyzer:
+        if settings.perf_analyzer:
             pa_result = _perf_analyzer(target.grpc_url, settings, prompts, out)
             rc = 1 if "error" in pa_result else rc
     finally:
         target.close()
 
     guard: dict[str, Any] | None = None
-    if not args.no_guard_bench:
+    if settings.guard_bench:
         from kit.guardrails import bench as guard_bench
 
         guard = guard_bench.run(size_kb=10 if quick else 30, repeat=1 if quick else 3)
         print(f"\nguard/better_profanity speed-up: {guard['speedup']:.0f}x "
               f"({guard['text_chars'] // 1024} KB: better_profanity {guard['better_profanity_s'] * 1e3:.0f} ms, "
               f"guard {guard['guard_s'] * 1e3:.1f} ms)")
+    if guard_counted:
+        print(f"guard on the server: {guard_counted['guard_us_per_request']:.0f} µs per pipeline request "
+              f"({guard_counted['kit_guard_prompts_blocked_total']:.0f} prompts refused, "
+              f"{guard_counted['kit_guard_words_censored_total']:.0f} words censored; Triton's metrics)")
 
     found = ratios(summary)
     checks = goals(summary)
     errors = int(summary["errors"].sum())
     report = {
-        "settings": settings, "server": target.source, "seconds": round(time.monotonic() - started, 1),
-        "errors": errors, "ratios": found, "goals": checks, "guard_bench": guard, "perf_analyzer": pa_result,
+        "settings": settings.record(), "server": target.source, "seconds": round(time.monotonic() - started, 1),
+        "errors": errors, "ratios": {r.label: r.value for r in found}, "goals": checks, "guard_bench": guard,
+        "guard_metrics": guard_counted,
+        "perf_analyzer": pa_result,
         "files": {"sweep": "sweep.csv", "requests": "requests.csv"},
     }
     (out / "summary.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
@@ -382,9 +438,9 @@ def main(args) -> int:
     for check in checks:
         print(f"goal {'met' if check['met'] else 'MISSED'}: {check['goal']} — {check['detail']}")
     print(f"results in {out} ({report['seconds']:.0f}s)")
-    for key, value in found.items():
-        print(format_ratio(key, value))
+    for ratio in found:
+        print(ratio.text())
     return rc
 
 
-__all__ = ["ENDPOINTS", "add_arguments", "compare", "format_ratio", "goals", "main", "ratios"]
+__all__ = ["ENDPOINTS", "BenchSettings", "Ratio", "compare", "goals", "main", "ratios"]

@@ -38,7 +38,7 @@ import pandas as pd
 
 from kit import contract
 from kit.client import request_inputs
-from kit.exceptions import KitError, SetupError
+from kit.exceptions import PerfAnalyzerError, SetupError
 
 BINARY = "perf_analyzer"
 CUDART = "libcudart.so.12"
@@ -81,10 +81,6 @@ LEADING_COLUMNS = (
     "model", "concurrency", "max_tokens", "throughput_infer_s", "latency_avg_ms",
     "latency_p50_ms", "latency_p90_ms", "latency_p95_ms", "latency_p99_ms",
 )
-
-
-class PerfAnalyzerError(KitError):
-    """perf_analyzer ran but produced no result; the message quotes its own words."""
 
 
 # --------------------------------------------------------------------------- the binary
@@ -190,7 +186,7 @@ def input_data(
     The pipeline takes ``max_tokens`` as an INT32 input; the LLM takes it inside
     ``sampling_parameters`` and needs ``exclude_input_in_output`` to stream.
     ``ignore_eos`` is set so every request generates exactly ``max_tokens`` tokens.
-    Prompts are taken as chat-formatted (as :func:`kit.perf.load.default_prompts` makes
+    Prompts are taken as chat-formatted (as :func:`kit.perf.prompts.default_prompts` makes
     them): the pipeline is told so and sends them to the LLM unchanged, like the direct
     requests. Pass ``prompt_is_formatted=False`` to let the pipeline apply the template.
     """
@@ -220,7 +216,7 @@ def concurrency_ranges(levels: Iterable[int]) -> list[str]:
         raise ValueError(f"concurrency levels must be ≥ 1, got {values}")
     if len(values) == 1:
         return [f"{values[0]}:{values[0]}"]
-    steps = {b - a for a, b in zip(values, values[1:])}
+    steps = {b - a for a, b in zip(values, values[1:], strict=False)}
     if len(steps) == 1:
         return [f"{values[0]}:{values[-1]}:{steps.pop()}"]
     return [f"{v}:{v}" for v in values]

@@ -11,7 +11,7 @@ import pytest
 
 from kit.client import Client
 from kit.config import BLOCKING_MODEL, DEFAULT_REFUSAL, LLM_MODEL, PIPELINE_MODEL, POSTPROCESS_MODEL
-from kit.exceptions import InferenceError
+from kit.exceptions import InferenceError, KitError
 from kit.guardrails import Guard
 
 pytestmark = pytest.mark.integration
@@ -116,6 +116,15 @@ def test_bad_input_gets_an_error_and_the_server_keeps_serving(server, inputs, me
     with pytest.raises(InferenceError, match=message):
         list(client._grpc_stream(PIPELINE_MODEL, inputs))
     assert server.client().generate("still there?", max_tokens=4).text
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_prompt_that_is_not_utf8_is_refused_on_both_protocols(server, protocol):
+    """b"\\xff\\xfe caf\\xe9" is refused naming UTF-8 over gRPC (by the server) and HTTP (by the client)."""
+    client = server.client(protocol=protocol)
+    with pytest.raises(KitError, match="text_input.*not valid UTF-8"):
+        client.generate(b"\xff\xfe caf\xe9", max_tokens=4)
+    assert client.generate("still there?", max_tokens=4).text
 
 
 def test_cancelled_stream_cancels_the_llm_request(server):

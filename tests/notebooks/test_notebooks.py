@@ -1,28 +1,24 @@
-"""The notebooks and their papermill runner (kit.notebooks)."""
+"""The committed notebooks (clean, one documented parameters cell, parameter files) and the whole demo on the real server."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import nbformat
 import papermill
 import pytest
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from kit import notebooks
 from kit import params as kit_params
-from kit.exceptions import ConfigError, KitError
+from kit.notebooks import parameters
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-PARAMETER_LINE = re.compile(r"^(?P<name>[a-z_][a-z0-9_]*): (?P<type>int|float|bool|str|list|dict) = (?P<default>\S.*?)  # (?P<help>\S.*)$")
+PARAMETER_LINE = re.compile(
+    r"^(?P<name>[a-z_][a-z0-9_]*): (?P<type>int|float|bool|str|list|dict) = (?P<default>\S.*?)  # (?P<help>\S.*)$"
+)
 NETWORK_SCRIPT = re.compile(r"<script[^>]*\bsrc\s*=\s*[\"']?(https?:)?//", re.IGNORECASE)
 
 
@@ -69,13 +65,13 @@ def test_exactly_one_documented_parameters_cell(path):
         assert line.count("=") == 1, f"papermill cannot parse a line with two '=': {line!r}"
     inspected = papermill.inspect_notebook(str(path))
     assert list(inspected) == names
-    for line, info in zip(lines, inspected.values()):
+    for line, info in zip(lines, inspected.values(), strict=True):
         match = PARAMETER_LINE.match(line)
         assert info["inferred_type_name"] == match["type"] and info["help"] == match["help"]
     namespace: dict = {}
     exec(cells[0].source, namespace)  # the defaults are valid Python of the declared type
     for name, info in inspected.items():
-        assert isinstance(namespace[name], notebooks._PY_TYPES[info["inferred_type_name"]]), name
+        assert isinstance(namespace[name], parameters.PY_TYPES[info["inferred_type_name"]]), name
 
 
 def test_notebooks_share_parameter_meanings():
@@ -115,235 +111,6 @@ def test_gpu_yaml_is_llama3_with_the_large_sweeps():
     assert params["concurrency"] == [1, 2, 4, 8, 16, 32, 64, 128, 256]
     assert params["max_tokens"] == [50, 300, 600]
     assert kit_params.deployment(params).model == "meta-llama/Meta-Llama-3-8B-Instruct"
-
-
-# --------------------------------------------------------------------------- strict parameters (no kernel)
-
-
-def test_unknown_parameter_is_an_error_before_any_kernel_starts(tmp_path, monkeypatch):
-    """An undeclared parameter raises ConfigError naming it and the valid ones; papermill is never called."""
-    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: pytest.fail("papermill ran"))
-    with pytest.raises(ConfigError) as info:
-        notebooks.run_one("03_guardrails", overrides={"case_max_tokns": 8}, out_dir=tmp_path)
-    message = str(info.value)
-    assert "case_max_tokns" in message and "case_max_tokens" in message and "stream_demo" in message
-    assert not list(tmp_path.iterdir()), "nothing is written for a rejected run"
-
-
-def test_parameters_file_key_no_notebook_declares_is_an_error(tmp_path, monkeypatch):
-    """A parameters-file key that no notebook declares is an error naming it."""
-    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: pytest.fail("papermill ran"))
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("profile: cpu\nconcurency: [1, 2]\n")
-    for call in (lambda: notebooks.demo(params_file=bad, out_dir=tmp_path / "r"),
-                 lambda: notebooks.run_one("01", params_file=bad, out_dir=tmp_path / "r")):
-        with pytest.raises(ConfigError, match="concurency"):
-            call()
-    assert not (tmp_path / "r").exists()
-
-
-def test_parameters_file_feeds_each_notebook_only_its_own_keys(tmp_path, monkeypatch):
-    """From one flat file each notebook gets exactly the keys it declares."""
-    calls = []
-
-    def fake_execute(input_path, output_path, parameters=None, **kwargs):
-        calls.append((Path(input_path).stem, parameters))
-        nb = nbformat.read(input_path, as_version=4)
-        nbformat.write(nb, output_path)
-
-    monkeypatch.setattr(papermill, "execute_notebook", fake_execute)
-    params = tmp_path / "p.yaml"
-    params.write_text("profile: cpu\ncase_max_tokens: 4\nconcurrency: [1]\npipeline_instances: 3\n")
-    notebooks.run_one("03_guardrails", params_file=params, out_dir=tmp_path / "r")
-    name, injected = calls[0]
-    assert name == "03_guardrails"
-    assert injected == {"case_max_tokens": 4, "report_dir": str(next((tmp_path / "r").glob("2*")).resolve())}
-
-
-def test_wrong_type_is_an_error():
-    """A value of the wrong type (a string where a list is declared) is rejected with the expected type."""
-    with pytest.raises(ConfigError, match="concurrency must be list"):
-        notebooks.check_parameters("04", {"concurrency": "1,2"})
-    with pytest.raises(ConfigError, match="must be int"):
-        notebooks.check_parameters("03", {"case_max_tokens": True})
-    notebooks.check_parameters("03", {"case_max_tokens": 8, "stream_demo": False})
-
-
-def test_report_dir_is_reserved_for_the_runner():
-    """report_dir is the run folder; a parameters file may not set it."""
-    with pytest.raises(ConfigError, match="report_dir"):
-        notebooks.split_parameters(notebooks.DEMO_NOTEBOOKS, {"report_dir": "/elsewhere"})
-
-
-@pytest.mark.parametrize(
-    "text, value",
-    [("8", 8), ("0.5", 0.5), ("true", True), ("False", False), ("[1, 2, 4]", [1, 2, 4]), ("hello", "hello"),
-     ("{a: 1}", {"a": 1}), ("", ""), ("null", None), ("2024-01-01", "2024-01-01"), ("a: b: c", "a: b: c"),
-     ("meta-llama/Meta-Llama-3-8B-Instruct", "meta-llama/Meta-Llama-3-8B-Instruct"), ("'8'", "8")],
-)
-def test_parse_value_reads_yaml_scalars(text, value):
-    """`-p name value` values are read as YAML; text YAML cannot read stays a string."""
-    assert notebooks.parse_value(text) == value
-
-
-def test_notebook_names_resolve():
-    """A notebook is found by prefix, stem, file name or path; an unknown one lists the choices."""
-    path = ROOT / "notebooks" / "03_guardrails.ipynb"
-    for name in ("03", "03_guardrails", "03_guardrails.ipynb", str(path)):
-        assert notebooks.notebook_path(name) == path
-    with pytest.raises(ConfigError, match="04_performance"):
-        notebooks.notebook_path("09")
-
-
-def test_project_path_is_relative_to_the_checkout():
-    """Relative path parameters mean the same thing from the command line and from JupyterLab."""
-    assert notebooks.project_path("benchmarks/results/h200") == ROOT / "benchmarks" / "results" / "h200"
-    assert notebooks.project_path("/abs/x") == Path("/abs/x")
-
-
-# --------------------------------------------------------------------------- failure path (a kernel, no server)
-
-
-def _failing_notebook(path: Path) -> Path:
-    nb = new_notebook(cells=[
-        new_markdown_cell("# A notebook that fails"),
-        new_code_cell('divisor: int = 0  # what to divide by', metadata={"tags": ["parameters"]}),
-        new_code_cell("print('before the failure')"),
-        new_code_cell("ratio = 1 / divisor  # the failing line\nprint(ratio)"),
-        new_code_cell("print('never reached')"),
-    ])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, path)
-    return path
-
-
-def test_failing_notebook_still_yields_html_and_names_the_cell(tmp_path):
-    """A failing notebook is exported to HTML with the failing cell marked; the KitError names notebook, cell and HTML."""
-    source = _failing_notebook(tmp_path / "broken.ipynb")
-    run_dir = tmp_path / "run"
-    with pytest.raises(KitError) as info:
-        notebooks.execute(source, run_dir, {"divisor": 0}, progress=False)
-    message = str(info.value)
-    assert "broken" in message and "cell" in message
-    assert "ratio = 1 / divisor" in message and "ZeroDivisionError" in message
-    html_file = run_dir / "broken.html"
-    assert html_file.is_file() and str(html_file) in message
-    page = html_file.read_text()
-    assert "ZeroDivisionError" in page and "before the failure" in page
-    assert "An Exception was encountered" in page  # papermill's banner over the failing cell
-    executed = nbformat.read(run_dir / "broken.ipynb", as_version=4)
-    assert executed.cells[-1].outputs == []  # nothing ran after the failure
-    assert not NETWORK_SCRIPT.search(page)
-    assert info.value.run.ok is False and info.value.run.html == html_file
-
-
-def test_failing_run_one_writes_the_index_and_raises(tmp_path, monkeypatch):
-    """run_one on a failing notebook still writes the run's index (marked failed) and points latest at it."""
-    source = _failing_notebook(tmp_path / "broken.ipynb")
-    with pytest.raises(KitError, match="broken"):
-        notebooks.run_one(source, overrides={"divisor": 0}, out_dir=tmp_path / "reports", progress=False)
-    latest = tmp_path / "reports" / "latest"
-    index = (latest / "index.html").read_text()
-    assert 'href="broken.html"' in index and "failed" in index
-    assert (tmp_path / "reports" / "index.html").is_file()
-
-
-# --------------------------------------------------------------------------- server lifecycle of the demo (no Triton)
-
-
-def _fake_server(tmp_path: Path, tag: str | None = None, name: str = "tritonserver") -> subprocess.Popen:
-    """A long sleep in its own session, called `tritonserver`, standing in for a server."""
-    binary = tmp_path / name
-    if not binary.exists():
-        binary.symlink_to(Path(sys.executable))
-    env = dict(os.environ)
-    if tag:
-        env[notebooks.RUN_ID_VARIABLE] = tag
-    return subprocess.Popen([str(binary), "-c", "import time; time.sleep(120)"], env=env, start_new_session=True)
-
-
-def _write_state(pid: int) -> None:
-    from kit import server as srv
-
-    srv.state_path().parent.mkdir(parents=True, exist_ok=True)
-    srv.state_path().write_text(json.dumps({"pid": pid, "http_url": "http://127.0.0.1:9", "grpc_url": "grpc://127.0.0.1:9",
-                                            "metrics_url": "http://127.0.0.1:9", "repository": "x", "log": "x"}))
-
-
-def _gone(proc: subprocess.Popen, timeout: float = 10) -> bool:
-    try:
-        proc.wait(timeout=timeout)
-        return True
-    except subprocess.TimeoutExpired:
-        return False
-
-
-def test_demo_stops_only_the_server_it_started(tmp_path, monkeypatch):
-    """The server recorded during the run is stopped; the one running before the run is left alone."""
-    monkeypatch.setenv("KIT_STATE_DIR", str(tmp_path / "state"))
-    before = _fake_server(tmp_path)
-    started = _fake_server(tmp_path)
-    try:
-        _write_state(before.pid)
-        notebooks._stop_servers_of_this_run("tag", before.pid, lambda m: None)
-        assert not _gone(before, 1), "the server that was already running was stopped"
-        _write_state(started.pid)
-        notebooks._stop_servers_of_this_run("tag", before.pid, lambda m: None)
-        assert _gone(started), "the server this run started is still running"
-        assert before.poll() is None
-    finally:
-        for proc in (before, started):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-
-
-def test_demo_stops_a_server_interrupted_before_its_record_was_written(tmp_path, monkeypatch):
-    """A server started by this run (tagged through the environment) but never recorded is stopped too."""
-    monkeypatch.setenv("KIT_STATE_DIR", str(tmp_path / "state"))
-    ours = _fake_server(tmp_path, tag="run-a")
-    stub = _fake_server(tmp_path, tag="run-a", name="triton_python_backend_stub")  # outlived its server
-    other = _fake_server(tmp_path, tag="run-b")
-    try:
-        deadline = time.monotonic() + 10
-        while len(notebooks._tagged_sessions("run-a")) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert notebooks._tagged_sessions("run-a") == sorted([ours.pid, stub.pid])
-        notebooks._stop_servers_of_this_run("run-a", None, lambda m: None)
-        assert _gone(ours) and _gone(stub)
-        assert other.poll() is None, "a server of another run was stopped"
-    finally:
-        for proc in (ours, stub, other):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-
-
-def test_demo_stops_its_server_when_a_notebook_fails(tmp_path, monkeypatch):
-    """A failing notebook still ends with the run's server stopped, the index written and the error raised."""
-    monkeypatch.setenv("KIT_STATE_DIR", str(tmp_path / "state"))
-    server = _fake_server(tmp_path)
-
-    def fake_execute(path, run_dir, parameters, **kwargs):
-        if path.stem.startswith("02"):
-            _write_state(server.pid)  # as notebook 02 records the server it started
-        if path.stem.startswith("03"):
-            run = notebooks.NotebookRun(path.stem, run_dir / path.name, None, False, 0.1, {}, "boom")
-            raise notebooks.NotebookError("notebook 03_guardrails failed in cell 5", run)
-        return notebooks.NotebookRun(path.stem, run_dir / path.name, None, True, 0.1, dict(parameters))
-
-    monkeypatch.setattr(notebooks, "execute", fake_execute)
-    try:
-        with pytest.raises(KitError, match="03_guardrails"):
-            notebooks.demo(out_dir=tmp_path / "reports", progress=False)
-        assert _gone(server)
-        record = json.loads((tmp_path / "reports" / "latest" / "run.json").read_text())
-        assert record["status"] == "failed" and [n["ok"] for n in record["notebooks"]] == [True, True, False]
-        assert "04_performance" not in (tmp_path / "reports" / "latest" / "index.html").read_text()
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
 
 
 # --------------------------------------------------------------------------- the real thing

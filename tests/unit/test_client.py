@@ -1,11 +1,13 @@
-"""kit.client: request inputs and the optional outputs of answers (no server)."""
+"""kit.client: request inputs, the optional outputs of answers and the HTTP path's checks (no server)."""
 
 from __future__ import annotations
 
 import pytest
 
 from kit import client
+from kit.client import Client
 from kit.config import LLM_MODEL, PIPELINE_MODEL
+from kit.exceptions import RequestError
 
 
 def test_outputs_ask_for_optional_outputs_by_their_return_flags():
@@ -33,3 +35,20 @@ def test_a_whole_answer_sums_tokens_and_joins_logprobs():
     assert client._combine(deltas) == {"num_output_tokens": 3, "logprobs": [{}, {}, {}], "finish_reason": "length",
                                        "num_input_tokens": 4}
     assert client._combine([client.Delta("a")]) == {}
+
+
+INVALID_UTF8 = b"\xff\xfe caf\xe9"
+
+
+@pytest.mark.parametrize("call", ["generate", "stream", "generate-streamed"])
+def test_http_refuses_bytes_that_are_not_utf8(call):
+    """Over HTTP, a prompt that is not UTF-8 is refused before anything is sent (the gRPC path's server refuses it)."""
+    # nothing listens on port 1: a request that reached the network would fail with another error
+    client = Client("grpc://127.0.0.1:1", "http://127.0.0.1:1", protocol="http")
+    with pytest.raises(RequestError, match="text_input.*not valid UTF-8"):
+        if call == "generate":
+            client.generate(INVALID_UTF8)
+        elif call == "stream":
+            list(client.stream(INVALID_UTF8))
+        else:
+            client.generate(INVALID_UTF8, stream=True)

@@ -1,10 +1,9 @@
-"""kit.config and kit.params: deployment settings, validated before anything is written."""
+"""kit.config: deployment settings, validated before anything is written."""
 
 import dataclasses
 
 import pytest
 
-from kit import params
 from kit.config import DeploymentConfig, GuardConfig, detect_gpus
 from kit.exceptions import ConfigError
 
@@ -70,28 +69,3 @@ def test_unknown_settings_in_a_dict_are_refused():
         DeploymentConfig.from_dict({"modle": "x"})
     with pytest.raises(ConfigError, match="unknown guard setting"):
         DeploymentConfig.from_dict({"guard": {"extra": []}})
-
-
-def test_flat_parameters_override_the_preset(tmp_path):
-    """Flat notebook parameters pick the preset and override engine args and guard words."""
-    config = params.deployment({
-        "profile": "gpu", "engine_args": {"max_model_len": 4096}, "extra_words": ["zonk"],
-        "bls_mode": "blocking", "unrelated_notebook_parameter": 3,
-    })
-    assert config.engine_args["max_model_len"] == 4096 and config.engine_args["gpu_memory_utilization"] == 0.85
-    assert config.guard.extra_words == ("zonk",) and config.bls_mode == "blocking"
-
-
-def test_parameter_files_are_checked(tmp_path):
-    """A missing, malformed or non-mapping YAML file gets a clear error."""
-    with pytest.raises(ConfigError, match="does not exist"):
-        params.load(tmp_path / "nope.yaml")
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("a: [1,\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
-        params.load(bad)
-    bad.write_text("- 1\n- 2\n")
-    with pytest.raises(ConfigError, match="mapping"):
-        params.load(bad)
-    with pytest.raises(ConfigError, match="profile"):
-        params.deployment({"profile": "tpu"})

@@ -17,8 +17,8 @@ import pytest
 import kit.config
 from kit import container
 from kit.config import CPU_ENGINE_ARGS, GPU_ENGINE_ARGS, DeploymentConfig
-from kit.exceptions import ConfigError, KitError, SetupError
-from kit.models import LLAMA3_REPO_ID
+from kit.exceptions import EXIT_CODE, ConfigError, KitError, SetupError
+from kit.weights import LLAMA3_REPO_ID
 from kit.repository import COMMITTED_REPOSITORY, render
 
 CANARY = "hf_CANARYcanaryCANARYcanary0123456789"
@@ -37,7 +37,7 @@ def _offline_engine_args(monkeypatch):
 
 
 def write_model(folder: Path) -> Path:
-    """A folder that passes kit.models.is_complete: config, tokenizer and (fake) weights."""
+    """A folder that passes kit.weights.is_complete: config, tokenizer and (fake) weights."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps({"model_type": "llama", "architectures": ["LlamaForCausalLM"]}))
     (folder / "tokenizer.json").write_text("{}")
@@ -62,7 +62,7 @@ def no_download(*args, **kwargs):
 
 @pytest.fixture
 def fake_hub(monkeypatch, tmp_path):
-    """Replace huggingface_hub.snapshot_download (used by kit.models.download_model) with a local copy."""
+    """Replace huggingface_hub.snapshot_download (used by kit.weights.download_model) with a local copy."""
     source = write_model(tmp_path / "hub-source")
     calls = []
 
@@ -133,8 +133,8 @@ def test_kit_params_inline_and_file(tmp_path):
     """KIT_PARAMS accepts inline YAML and the path of a YAML file."""
     assert container.load_params("{engine_args: {max_model_len: 4096}}") == {"engine_args": {"max_model_len": 4096}}
     path = tmp_path / "params.yaml"
-    path.write_text("guard:\n  extra_words: [frobnicate]\npipeline_instances: 2\n")
-    assert container.load_params(str(path)) == {"guard": {"extra_words": ["frobnicate"]}, "pipeline_instances": 2}
+    path.write_text("extra_words: [frobnicate]\npipeline_instances: 2\n")
+    assert container.load_params(str(path)) == {"extra_words": ["frobnicate"], "pipeline_instances": 2}
     assert container.load_params("") == {} and container.load_params(None) == {}
 
 
@@ -142,6 +142,7 @@ def test_kit_params_inline_and_file(tmp_path):
     ("engine_args: [unclosed", "not valid YAML"),
     ("- a\n- list\n", "mapping"),
     ("model: /elsewhere", "MODEL_ID"),
+    ("guard: {extra_words: [x]}", "flat"),
     ("/no/such/params.yaml", "does not exist"),
 ])
 def test_kit_params_errors(value, fragment):
@@ -160,11 +161,11 @@ def test_config_without_params_is_the_gpu_default(tmp_path):
 
 
 def test_config_params_merge_engine_args_and_guard(tmp_path):
-    """engine_args and guard from KIT_PARAMS are merged into the GPU defaults; other fields replace them."""
+    """engine_args from KIT_PARAMS is merged into the GPU defaults; the guard's flat keys and other fields replace them."""
     folder = write_model(tmp_path / "m")
     config = container.deployment_config(folder, {
         "engine_args": {"max_model_len": 4096},
-        "guard": {"extra_words": ["frobnicate"]},
+        "extra_words": ["frobnicate"],
         "pipeline_instances": 2,
     })
     assert config.engine_args == {**GPU_ENGINE_ARGS, "max_model_len": 4096}
@@ -358,7 +359,7 @@ def test_canary_token_not_in_failed_download(tmp_path, monkeypatch, capfd):
     monkeypatch.setattr(huggingface_hub, "snapshot_download", failing)
     monkeypatch.setenv("HF_TOKEN", CANARY)
     monkeypatch.setenv("MODELS_DIR", str(tmp_path / "models"))
-    assert container.main(["download"]) == 2
+    assert container.main(["download"]) == EXIT_CODE
     out, err = capfd.readouterr()
     assert "error:" in err and "401" in err
     assert CANARY not in out + err
@@ -370,7 +371,7 @@ def test_canary_token_not_in_failed_download(tmp_path, monkeypatch, capfd):
 def test_main_missing_token_exit_code(tmp_path, monkeypatch, capfd):
     """`python -m kit.container` without model or token exits 2 with the .env instruction, no traceback."""
     monkeypatch.setenv("MODELS_DIR", str(tmp_path / "models"))
-    assert container.main(["download"]) == 2
+    assert container.main(["download"]) == EXIT_CODE
     err = capfd.readouterr().err
     assert "HUGGINGFACE_HUB_TOKEN=" in err and ".env" in err and "Traceback" not in err
 
@@ -389,7 +390,7 @@ def test_main_command_prints_command_line(tmp_path, monkeypatch, capsys):
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 - http.server's naming
+    def do_GET(self):
         self.send_response(200 if self.path == "/v2/health/ready" else 503)
         self.end_headers()
 

@@ -83,6 +83,6 @@ def test_names_shared_between_models_have_one_type():
 
 def test_the_readme_shows_the_pipelines_tables_as_declared():
     """README's pipeline tables are the contract's rendering, so the docs cannot drift from config.pbtxt."""
-    from kit.models import project_root
+    from kit.weights import project_root
 
     assert contract.PIPELINE.markdown() in (project_root() / "README.md").read_text()

@@ -132,7 +132,8 @@ def pyproject_pins() -> dict[str, str]:
 
 
 def pip_pins(text: str) -> dict[str, str]:
-    return {m[1].lower().replace("_", "-"): m[3] for m in re.finditer(r"\"?([A-Za-z0-9_.-]+)(\[[^\]]*\])?==([0-9][^\s\"\\]*)", text)}
+    pin = r"\"?([A-Za-z0-9_.-]+)(\[[^\]]*\])?==([0-9][^\s\"\\]*)"
+    return {m[1].lower().replace("_", "-"): m[3] for m in re.finditer(pin, text)}
 
 
 # --------------------------------------------------------------------------- compose: schema

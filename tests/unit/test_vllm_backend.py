@@ -15,7 +15,7 @@ import pytest
 from kit.exceptions import RequestError
 
 
-class ModelException(Exception):
+class ModelException(Exception):  # noqa: N818 - stands in for pb_utils.TritonModelException
     pass
 
 

@@ -1,4 +1,4 @@
-"""kit.models: the tiny local model and the real hub download (against a local hub-style server)."""
+"""kit.weights: the tiny local model and the real hub download (against a local hub-style server)."""
 
 import hashlib
 import json
@@ -6,7 +6,7 @@ import json
 import pytest
 
 from hubserver import hub
-from kit import models
+from kit import weights
 from kit.exceptions import ConfigError, SetupError
 
 CANARY = "hf_CanaryToken0123456789abcdef"
@@ -18,7 +18,7 @@ def _digest(folder):
 
 def test_tiny_model_is_deterministic_and_llama_shaped(tmp_path, tiny_model):
     """Building twice with the same seed gives identical files: a Llama config with head_dim 64."""
-    again = models.build_tiny_model(tmp_path / "again")
+    again = weights.build_tiny_model(tmp_path / "again")
     assert _digest(again) == _digest(tiny_model)
     config = json.loads((again / "config.json").read_text())
     assert config["architectures"] == ["LlamaForCausalLM"]
@@ -41,28 +41,28 @@ def test_tiny_tokenizer_speaks_llama3_chat(tiny_model):
 def test_tiny_model_is_not_rebuilt_when_present(tiny_model):
     """A second call returns the existing folder without touching it."""
     before = {p.name: p.stat().st_mtime_ns for p in tiny_model.iterdir()}
-    models.build_tiny_model(tiny_model)
+    weights.build_tiny_model(tiny_model)
     assert before == {p.name: p.stat().st_mtime_ns for p in tiny_model.iterdir()}
 
 
 def test_token_comes_from_env_file_or_environment(tmp_path, monkeypatch):
     """The token is read from HUGGINGFACE_HUB_TOKEN in the environment first, then from .env."""
-    for name in models.TOKEN_VARIABLES:
+    for name in weights.TOKEN_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     env = tmp_path / ".env"
     env.write_text("# comment\nOTHER=1\nexport HUGGINGFACE_HUB_TOKEN='hf_fromfile'\n")
-    assert models.read_token(env) == "hf_fromfile"
+    assert weights.read_token(env) == "hf_fromfile"
     monkeypatch.setenv("HUGGINGFACE_HUB_TOKEN", "hf_fromenv")
-    assert models.read_token(env) == "hf_fromenv"
-    assert models.read_token(tmp_path / "missing") == "hf_fromenv"
+    assert weights.read_token(env) == "hf_fromenv"
+    assert weights.read_token(tmp_path / "missing") == "hf_fromenv"
 
 
 def test_download_from_a_hub_style_server(tmp_path, tiny_model, monkeypatch, capsys):
     """The real huggingface_hub download fetches every file with the bearer token and never prints it."""
     monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
     with hub("acme/tiny", tiny_model, CANARY) as (url, seen):
-        target = models.download_model("acme/tiny", tmp_path, token=CANARY, endpoint=url)
-    assert models.is_complete(target)
+        target = weights.download_model("acme/tiny", tmp_path, token=CANARY, endpoint=url)
+    assert weights.is_complete(target)
     assert _digest(target)["model.safetensors"] == _digest(tiny_model)["model.safetensors"]
     assert seen and all(h == f"Bearer {CANARY}" for h in seen)
     out = capsys.readouterr()
@@ -74,15 +74,15 @@ def test_complete_model_is_not_downloaded_again(tmp_path, tiny_model):
     import shutil
 
     shutil.copytree(tiny_model, tmp_path / "tiny")
-    assert models.download_model("acme/tiny", tmp_path, token=None, progress=None) == tmp_path / "tiny"
+    assert weights.download_model("acme/tiny", tmp_path, token=None, progress=None) == tmp_path / "tiny"
 
 
 def test_missing_token_names_the_env_line(tmp_path, monkeypatch):
     """Without a token the error says which .env line to add."""
-    for name in models.TOKEN_VARIABLES:
+    for name in weights.TOKEN_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(SetupError, match="HUGGINGFACE_HUB_TOKEN=<your token>"):
-        models.download_model("acme/gated", tmp_path, env_file=tmp_path / "none", progress=None)
+        weights.download_model("acme/gated", tmp_path, env_file=tmp_path / "none", progress=None)
 
 
 def test_wrong_token_is_a_clear_error_without_the_token(tmp_path, tiny_model, monkeypatch):
@@ -91,11 +91,11 @@ def test_wrong_token_is_a_clear_error_without_the_token(tmp_path, tiny_model, mo
     wrong = "hf_WrongCanary987654321"
     with hub("acme/tiny", tiny_model, CANARY) as (url, _):
         with pytest.raises(SetupError, match="granted access") as info:
-            models.download_model("acme/tiny", tmp_path, token=wrong, endpoint=url, progress=None)
+            weights.download_model("acme/tiny", tmp_path, token=wrong, endpoint=url, progress=None)
     assert wrong not in str(info.value)
 
 
 def test_bad_repo_id_is_refused(tmp_path):
     """A repo id that is not owner/name is refused before any network call."""
     with pytest.raises(ConfigError, match="owner/name"):
-        models.download_model("just-a-name", tmp_path, token="x")
+        weights.download_model("just-a-name", tmp_path, token="x")

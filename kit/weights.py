@@ -65,10 +65,12 @@ def project_root() -> Path:
 
 
 def default_models_dir() -> Path:
+    """Where weights live: ``$KIT_MODELS_DIR``, else ``models/`` at the checkout's root."""
     return Path(os.environ.get("KIT_MODELS_DIR", project_root() / "models"))
 
 
 def tiny_model_dir() -> Path:
+    """The tiny model's folder, ``<models>/tiny-llama``."""
     return default_models_dir() / "tiny-llama"
 
 
@@ -207,6 +209,7 @@ def read_token(env_file: Path | str | None = None) -> str | None:
 
 
 def local_dir_for(repo_id: str, models_dir: Path | None = None) -> Path:
+    """The folder a hub repository downloads into: ``<models>/<name>`` (``owner/`` dropped)."""
     return Path(models_dir or default_models_dir()) / repo_id.split("/")[-1]
 
 

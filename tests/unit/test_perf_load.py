@@ -1,0 +1,190 @@
+"""kit.perf.load: the load generator's arithmetic, shares, sweeps and rounds (no server)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from perfdata import requests_frame
+
+from kit.config import BLOCKING_MODEL, LLM_MODEL, PIPELINE_MODEL
+from kit.perf import load
+
+
+def test_summarize_columns_come_first_and_in_order():
+    """The summary starts with exactly SWEEP_COLUMNS."""
+    summary = load.summarize(requests_frame("direct", 1, [(0.0, 0.01, 0.1, "")]))
+    assert list(summary.columns[: len(load.SWEEP_COLUMNS)]) == load.SWEEP_COLUMNS
+    assert load.SWEEP_COLUMNS == ["endpoint", "concurrency", "max_tokens", "requests", "output_tokens_per_s",
+                                  "ttft_p50_ms", "itl_mean_ms", "latency_p50_s", "errors", "responses_per_request"]
+
+
+def test_summarize_arithmetic():
+    """Throughput is tokens over the level's wall time; ITL is (latency − TTFT)/(tokens − 1)."""
+    rows = [(0.0, 0.010, 0.100, ""), (0.0, 0.020, 0.190, ""), (0.1, 0.030, 0.300, ""), (0.2, 0.0, 0.05, "boom")]
+    summary = load.summarize(requests_frame("pipeline", 2, rows, max_tokens=10))
+    row = summary.iloc[0]
+    assert row["requests"] == 4 and row["errors"] == 1
+    wall = 0.4  # first start 0.0, last end 0.1 + 0.3
+    assert row["wall_s"] == pytest.approx(wall)
+    assert row["output_tokens"] == 30
+    assert row["output_tokens_per_s"] == pytest.approx(30 / wall)
+    assert row["requests_per_s"] == pytest.approx(3 / wall)
+    assert row["responses_per_request"] == 10  # the successful requests' streamed responses
+    assert row["ttft_p50_ms"] == pytest.approx(20.0)
+    itl = [(0.1 - 0.01) / 9, (0.19 - 0.02) / 9, (0.3 - 0.03) / 9]
+    assert row["itl_mean_ms"] == pytest.approx(np.mean(itl) * 1e3)
+    assert row["latency_p50_s"] == pytest.approx(0.19)
+    assert row["latency_p99_s"] == pytest.approx(np.percentile([0.1, 0.19, 0.3], 99))
+
+
+def test_summarize_one_row_per_level_in_measured_order():
+    """Rows are grouped by endpoint, concurrency and max_tokens; endpoints keep their measured order."""
+    frame = pd.concat([
+        requests_frame("pipeline", 1, [(0, 0.01, 0.1, "")]), requests_frame("direct", 1, [(0, 0.01, 0.1, "")]),
+        requests_frame("pipeline", 4, [(0, 0.01, 0.1, "")]), requests_frame("direct", 4, [(0, 0.01, 0.1, "")]),
+    ])
+    summary = load.summarize(frame)
+    assert list(zip(summary["concurrency"], summary["endpoint"], strict=True)) == [
+        (1, "pipeline"), (1, "direct"), (4, "pipeline"), (4, "direct")]
+
+
+def test_summarize_reads_back_saved_requests(tmp_path):
+    """Errors read back from CSV (empty → NaN) still count as successes; the figures survive a round trip."""
+    frame = requests_frame("direct", 2, [(0.0, 0.01, 0.1, ""), (0.05, 0.02, 0.2, ""), (0.1, 0.0, 0.01, "bad")])
+    load.save(frame, load.summarize(frame), tmp_path)
+    reread = pd.read_csv(tmp_path / "requests.csv")
+    assert reread["error"].isna().sum() == 2
+    pd.testing.assert_frame_equal(load.summarize(reread), pd.read_csv(tmp_path / "sweep.csv"), check_dtype=False)
+    assert json.loads((tmp_path / "sweep.json").read_text())[0]["errors"] == 1
+
+
+def test_inter_token_latency_needs_two_tokens():
+    """A one-token answer has no inter-token latency."""
+    frame = pd.DataFrame({"latency_s": [0.5, 0.5], "ttft_s": [0.1, 0.1], "output_tokens": [1, 5]})
+    itl = load.inter_token_latency_s(frame)
+    assert math.isnan(itl.iloc[0]) and itl.iloc[1] == pytest.approx(0.1)
+
+
+def test_run_level_rejects_bad_arguments():
+    """Zero concurrency, requests or tokens, or no prompts, are refused before connecting."""
+    for kwargs in ({"concurrency": 0}, {"requests": 0}, {"max_tokens": 0}, {"prompts": []}):
+        args = {"concurrency": 1, "requests": 1, "max_tokens": 1, "prompts": ["p"], **kwargs}
+        with pytest.raises(ValueError):
+            load.run_level("grpc://127.0.0.1:1", LLM_MODEL, **args)
+
+
+@pytest.mark.parametrize("concurrency,requests,processes,expected", [
+    (8, 16, 1, [(8, list(range(16)))]),
+    (5, 10, 2, [(3, [0, 1, 2, 3, 4, 5]), (2, [6, 7, 8, 9])]),
+    (256, 512, 8, [(32, list(range(64 * k, 64 * (k + 1)))) for k in range(8)]),
+    (2, 4, 8, [(1, [0, 1]), (1, [2, 3])]),      # never more processes than streams
+    (4, 2, 4, [(2, [0]), (2, [1])]),             # ... or than requests
+])
+def test_shares_split_streams_and_requests_evenly(concurrency, requests, processes, expected):
+    parts = load.shares(concurrency, requests, processes)
+    assert parts == expected
+    assert sum(c for c, _ in parts) == concurrency
+    assert sorted(i for _, indices in parts for i in indices) == list(range(requests))
+
+
+def test_process_count():
+    assert load.process_count(256, None) == 1
+    assert load.process_count(256, 32, 16) == 8
+    assert load.process_count(33, 32, 16) == 2
+    assert load.process_count(1024, 32, 4) == 4
+    assert load.process_count(1, 32, 4) == 1
+
+
+def test_run_level_joins_process_shares_on_one_clock(monkeypatch):
+    """Each share runs with its own concurrency and indices; rows meet on the shared monotonic clock."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    seen = []
+
+    async def fake_level(*, concurrency, indices, model, **kwargs):
+        seen.append((concurrency, list(indices), kwargs["progress"]))
+        base = 100.0 + indices[0]  # shares start at different absolute times
+        return [{"request": i, "start": base + 0.5 * n, "ttft_s": 0.1, "latency_s": 1.0, "chunks": 3,
+                 "responses": 4, "output_chars": 9, "blocked": False, "error": ""} for n, i in enumerate(indices)]
+
+    monkeypatch.setattr(load, "_run_level_async", fake_level)
+    with ThreadPoolExecutor(2) as pool:
+        frame = load.run_level("grpc://x:1", LLM_MODEL, concurrency=4, requests=6, max_tokens=5, prompts=["p"],
+                               processes=2, pool=pool, endpoint="direct")
+    assert sorted(seen) == [(2, [0, 1, 2], False), (2, [3, 4, 5], False)]
+    assert frame["request"].tolist() == list(range(6))
+    assert frame["start_s"].tolist() == [0.0, 0.5, 1.0, 3.0, 3.5, 4.0]
+    assert frame["output_tokens"].tolist() == [5] * 6
+
+
+def test_sweep_orders_levels_and_counts_requests(monkeypatch, tmp_path):
+    """Endpoints run back to back per level, with per-endpoint request counts, and results are saved."""
+    calls = []
+
+    def fake_run_level(grpc_url, model, *, concurrency, requests, max_tokens, prompts, endpoint=None, **kwargs):
+        calls.append((endpoint, model, concurrency, requests, max_tokens, kwargs.get("progress")))
+        return requests_frame(endpoint, concurrency, [(0.0, 0.01, 0.1, "")] * requests, max_tokens, model)
+
+    monkeypatch.setattr(load, "run_level", fake_run_level)
+    per_request, summary = load.sweep(
+        "grpc://x:1", {"direct": LLM_MODEL, "blocking": BLOCKING_MODEL}, concurrencies=[1, 4], max_tokens_list=[8],
+        requests_per_level=lambda label, c: c if label == "blocking" else 10, prompts=["p"], out_dir=tmp_path,
+        warmup=1)
+    measured = [c for c in calls if c[5] is not False]  # warm-up calls run without progress bars
+    assert [c[:4] for c in measured] == [("direct", LLM_MODEL, 1, 10), ("blocking", BLOCKING_MODEL, 1, 1),
+                                         ("direct", LLM_MODEL, 4, 10), ("blocking", BLOCKING_MODEL, 4, 4)]
+    assert len(calls) == 6
+    assert summary["requests"].tolist() == [10, 1, 10, 4]
+    assert len(per_request) == 25
+    assert {"sweep.csv", "requests.csv", "sweep.json"} <= {p.name for p in tmp_path.iterdir()}
+
+
+def test_sweep_stops_when_before_level_says_so(monkeypatch):
+    """A failed check before a level ends the sweep there; the levels measured so far are kept."""
+    monkeypatch.setattr(load, "run_level", lambda grpc_url, model, *, concurrency, requests, max_tokens, prompts,
+                        endpoint=None, **kw: requests_frame(endpoint, concurrency, [(0.0, 0.01, 0.1, "")] * requests,
+                                                       max_tokens, model))
+    asked = []
+
+    def before(max_tokens, concurrency):
+        asked.append((max_tokens, concurrency))
+        return concurrency < 4
+
+    per_request, summary = load.sweep("grpc://x:1", {"direct": LLM_MODEL}, concurrencies=[1, 2, 4, 8],
+                                      max_tokens_list=[8], requests_per_level=4, prompts=["p"], warmup=0,
+                                      before_level=before)
+    assert asked == [(8, 1), (8, 2), (8, 4)]
+    assert summary["concurrency"].tolist() == [1, 2]
+    per_request, summary = load.sweep("grpc://x:1", {"direct": LLM_MODEL}, concurrencies=[1], max_tokens_list=[8],
+                                      requests_per_level=4, prompts=["p"], warmup=0, before_level=lambda m, c: False)
+    assert per_request.empty and summary.empty
+    assert list(summary.columns[: len(load.SWEEP_COLUMNS)]) == load.SWEEP_COLUMNS
+
+
+def test_sweep_rounds_take_turns_and_join_slices(monkeypatch):
+    """With rounds, endpoints alternate slice by slice; each request keeps its prompt; slices join end to end."""
+    calls = []
+
+    def fake_run_level(grpc_url, model, *, concurrency, requests, max_tokens, prompts, endpoint=None, **kwargs):
+        calls.append((endpoint, requests, prompts[0]))
+        return requests_frame(endpoint, concurrency, [(0.5 * i, 0.1, 0.5, "") for i in range(requests)], max_tokens)
+
+    monkeypatch.setattr(load, "run_level", fake_run_level)
+    prompts = ["p0", "p1", "p2", "p3"]
+    per_request, summary = load.sweep("grpc://x:1", {"direct": LLM_MODEL, "pipeline": PIPELINE_MODEL},
+                                      concurrencies=[1], max_tokens_list=[8], requests_per_level=4, prompts=prompts,
+                                      warmup=0, rounds=2)
+    assert calls == [("direct", 2, "p0"), ("pipeline", 2, "p0"), ("direct", 2, "p2"), ("pipeline", 2, "p2")]
+    direct = per_request[per_request["endpoint"] == "direct"]
+    assert direct["request"].tolist() == [0, 1, 2, 3]
+    assert direct["start_s"].tolist() == [0.0, 0.5, 1.0, 1.5]
+    assert summary["wall_s"].tolist() == [2.0, 2.0]
+    assert summary["output_tokens_per_s"].tolist() == [16.0, 16.0]
+    calls.clear()
+    load.sweep("grpc://x:1", {"direct": LLM_MODEL}, concurrencies=[4], max_tokens_list=[8], requests_per_level=9,
+               prompts=prompts, warmup=0, rounds=4)
+    assert [c[1] for c in calls] == [4, 5]  # two slices: a third would hold fewer requests than the concurrency
