@@ -157,6 +157,7 @@ def _bench(args) -> int:
         quick=args.quick, streams_per_process=args.streams_per_process,
         out=Path(args.out) if args.out else None, params=args.params, grpc_url=args.grpc_url,
         guard_bench=not args.no_guard_bench, perf_analyzer=args.perf_analyzer, progress=not args.no_progress,
+        repeats=args.repeats,
     )
     return bench.main(settings)
 
@@ -281,6 +282,8 @@ def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--perf-analyzer", action="store_true",
                         help="also run one perf_analyzer concurrency sweep through the pipeline")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--repeats", type=_positive, default=3,
+                        help="whole comparisons back to back; ratios are their medians with the spread (default 3)")
     parser.add_argument("--streams-per-process", type=int, default=0,
                         help="one client process per this many streams (default 0: one process; a GPU serving "
                              "hundreds of streams outruns one Python client, use e.g. 32)")

@@ -24,7 +24,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -75,12 +75,16 @@ class BenchSettings:
     guard_bench: bool = True
     perf_analyzer: bool = False
     progress: bool = True
+    repeats: int = 3
+    """Whole comparisons run back to back; the ratios are their medians, with the spread (min–max)."""
 
     def __post_init__(self):
         object.__setattr__(self, "concurrency", tuple(sorted(set(self.concurrency or DEFAULT_CONCURRENCY))))
         if self.max_tokens is None:
             object.__setattr__(self, "max_tokens", QUICK_MAX_TOKENS if self.quick else DEFAULT_MAX_TOKENS)
         object.__setattr__(self, "streams_per_process", self.streams_per_process or None)
+        if self.repeats < 1:
+            raise ValueError(f"repeats must be ≥ 1, got {self.repeats}")
 
     def requests_at(self, concurrency: int) -> int:
         """Requests per endpoint at one concurrency level."""
@@ -89,7 +93,7 @@ class BenchSettings:
     def record(self) -> dict[str, Any]:
         """The settings as written to ``summary.json``."""
         return {"concurrency": list(self.concurrency), "max_tokens": self.max_tokens, "requests": self.requests,
-                "quick": self.quick, "streams_per_process": self.streams_per_process}
+                "quick": self.quick, "streams_per_process": self.streams_per_process, "repeats": self.repeats}
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,8 @@ class Ratio:
 
     ``metric`` is ``throughput`` (``value`` = numerator's / denominator's output
     tokens/s, a plain ratio) or ``ttft`` (``value`` = numerator's TTFT p50 minus
-    the denominator's, in ms). ``label`` is the sentence printed and saved.
+    the denominator's, in ms). ``label`` is the sentence printed and saved. Over several
+    repeats (:func:`median_ratios`) ``value`` is the median and ``low``/``high`` the spread.
     """
 
     metric: str
@@ -108,6 +113,8 @@ class Ratio:
     max_tokens: int
     value: float
     label: str = field(default="", compare=False)
+    low: float = field(default=math.nan, compare=False)
+    high: float = field(default=math.nan, compare=False)
 
     @property
     def where(self) -> str:
@@ -116,8 +123,12 @@ class Ratio:
 
     @property
     def shown(self) -> str:
-        """The value as printed: a ratio with two decimals, a TTFT difference in signed ms."""
-        return f"{self.value:+.1f} ms" if self.metric == "ttft" else f"{self.value:.2f}"
+        """The value as printed: a ratio with two decimals, a TTFT difference in signed ms; the spread
+        of the repeats follows in parentheses when there were several."""
+        form = "{:+.1f}" if self.metric == "ttft" else "{:.2f}"
+        unit = " ms" if self.metric == "ttft" else ""
+        spread = "" if math.isnan(self.low) else f" ({form.format(self.low)}…{form.format(self.high)}{unit})"
+        return form.format(self.value) + unit + spread
 
     def text(self) -> str:
         """``label: value``, the line the bench prints."""
@@ -194,13 +205,36 @@ def ratios(summary: pd.DataFrame) -> list[Ratio]:
     return out
 
 
+def median_ratios(summaries: Sequence[pd.DataFrame]) -> list[Ratio]:
+    """The :func:`ratios` of several repeats of one comparison: per figure the median value, with the
+    lowest and highest as its spread, so that one noisy repeat can neither pass nor fail a goal."""
+    def key(r: Ratio) -> tuple:
+        return r.metric, r.numerator, r.denominator, r.concurrency, r.max_tokens
+
+    per_repeat = [{key(r): r for r in ratios(summary)} for summary in summaries]
+    out = []
+    for k, first in per_repeat[0].items():
+        values = sorted(found[k].value for found in per_repeat if k in found and not math.isnan(found[k].value))
+        if not values:
+            out.append(first)
+            continue
+        mid = len(values) // 2
+        median = values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+        out.append(replace(first, value=median, low=values[0], high=values[-1]) if len(summaries) > 1
+                   else first)
+    return out
+
+
 def _div(a: float, b: float) -> float:
     return float(a) / float(b) if b and not math.isnan(float(b)) else float("nan")
 
 
-def goals(summary: pd.DataFrame) -> list[dict[str, Any]]:
-    """The project's performance goals, each with ``goal``, ``met`` and the figures behind it."""
-    found = ratios(summary)
+def goals(summary: pd.DataFrame, found: Sequence[Ratio] | None = None) -> list[dict[str, Any]]:
+    """The project's performance goals, each with ``goal``, ``met`` and the figures behind it.
+
+    ``found`` are the ratios to judge (by default those of ``summary``; the bench passes the
+    medians of its repeats)."""
+    found = list(ratios(summary) if found is None else found)
 
     def pick(metric: str, numerator: str) -> list[Ratio]:
         """The ratios of one metric with ``numerator`` over the direct LLM."""
@@ -212,13 +246,13 @@ def goals(summary: pd.DataFrame) -> list[dict[str, Any]]:
         worst = min(tput, key=lambda r: r.value)
         out.append({"goal": f"pipeline ≥ {GOAL_THROUGHPUT}× direct output tokens/s at every concurrency",
                     "met": all(r.value >= GOAL_THROUGHPUT for r in tput),
-                    "detail": f"lowest {worst.value:.2f} ({worst.where})"})
+                    "detail": f"lowest {worst.shown} ({worst.where})"})
     ttft = pick("ttft", "pipeline")
     if ttft:
         worst = max(ttft, key=lambda r: abs(r.value))
         out.append({"goal": f"pipeline TTFT p50 within {GOAL_TTFT_MS:g} ms of direct at every concurrency",
                     "met": all(abs(r.value) <= GOAL_TTFT_MS for r in ttft),
-                    "detail": f"largest difference {worst.value:+.1f} ms ({worst.where})"})
+                    "detail": f"largest difference {worst.shown} ({worst.where})"})
     at = [r for r in pick("throughput", "blocking") if r.concurrency == GOAL_BLOCKING_CONCURRENCY]
     if at:
         value = at[0].value
@@ -391,10 +425,17 @@ def main(settings: BenchSettings) -> int:
               f"requests per level {'/'.join(str(per_level(c)) for c in settings.concurrency)}"
               + (" (blocking: = concurrency)" if blocking else ""))
         counters_before = _guard_counters(target.metrics_url)
-        per_request, summary = compare(target.grpc_url, concurrencies=settings.concurrency,
-                                       max_tokens=settings.max_tokens, requests=per_level, prompts=prompts,
-                                       blocking=blocking, progress=settings.progress,
-                                       streams_per_process=settings.streams_per_process)
+        frames, summaries = [], []
+        for repeat in range(settings.repeats):  # whole comparisons back to back: the ratios' spread
+            frame, summary = compare(target.grpc_url, concurrencies=settings.concurrency,
+                                     max_tokens=settings.max_tokens, requests=per_level, prompts=prompts,
+                                     blocking=blocking, progress=settings.progress,
+                                     streams_per_process=settings.streams_per_process,
+                                     warmup=WARMUP if repeat == 0 else 0)
+            frames.append(frame.assign(repeat=repeat))
+            summaries.append(summary)
+        per_request = pd.concat(frames, ignore_index=True)
+        summary = load.summarize(per_request)  # every repeat's requests, for the table and the files
         # the counters also count compare()'s warm-up requests
         pipeline_requests = int(summary.loc[summary["endpoint"] == "pipeline", "requests"].sum()) + WARMUP
         guard_counted = guard_cost(counters_before, _guard_counters(target.metrics_url), pipeline_requests)
@@ -420,12 +461,14 @@ def main(settings: BenchSettings) -> int:
               f"({guard_counted['kit_guard_prompts_blocked_total']:.0f} prompts refused, "
               f"{guard_counted['kit_guard_words_censored_total']:.0f} words censored; Triton's metrics)")
 
-    found = ratios(summary)
-    checks = goals(summary)
+    found = median_ratios(summaries)
+    checks = goals(summary, found)
     errors = int(summary["errors"].sum())
     report = {
         "settings": settings.record(), "server": target.source, "seconds": round(time.monotonic() - started, 1),
-        "errors": errors, "ratios": {r.label: r.value for r in found}, "goals": checks, "guard_bench": guard,
+        "errors": errors, "ratios": {r.label: r.value for r in found},
+        "ratio_spread": {r.label: [r.low, r.high] for r in found if not math.isnan(r.low)},
+        "goals": checks, "guard_bench": guard,
         "guard_metrics": guard_counted,
         "perf_analyzer": pa_result,
         "files": {"sweep": "sweep.csv", "requests": "requests.csv"},
@@ -443,4 +486,4 @@ def main(settings: BenchSettings) -> int:
     return rc
 
 
-__all__ = ["ENDPOINTS", "BenchSettings", "Ratio", "compare", "goals", "main", "ratios"]
+__all__ = ["ENDPOINTS", "BenchSettings", "Ratio", "compare", "goals", "main", "median_ratios", "ratios"]

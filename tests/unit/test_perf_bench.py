@@ -56,6 +56,33 @@ def test_goals_report_met_and_missed():
     assert "+8.0 ms" in list(checks.values())[1]["detail"]
 
 
+def test_median_ratios_take_the_middle_repeat_and_keep_the_spread():
+    """Over three repeats each figure is the median; one outlier repeat neither passes nor fails a goal."""
+    repeats = [summary_frame([("direct", 8, 100.0, 5.0), ("pipeline", 8, tput, ttft)])
+               for tput, ttft in ((96.0, 6.0), (60.0, 30.0), (93.0, 7.0))]
+    found = {r.label: r for r in bench.median_ratios(repeats)}
+    tput = found["pipeline/direct throughput at concurrency 8"]
+    assert (tput.value, tput.low, tput.high) == pytest.approx((0.93, 0.60, 0.96))
+    assert tput.text() == "pipeline/direct throughput at concurrency 8: 0.93 (0.60…0.96)"
+    ttft = found["pipeline-direct TTFT p50 at concurrency 8"]
+    assert ttft.value == pytest.approx(2.0) and ttft.shown == "+2.0 ms (+1.0…+25.0 ms)"
+    checks = bench.goals(repeats[0], list(found.values()))
+    assert [c["met"] for c in checks] == [True, True]  # the slow middle repeat alone would miss both
+    assert [c["met"] for c in bench.goals(repeats[1])] == [False, False]
+
+
+def test_one_repeat_is_the_plain_ratio():
+    """With a single repeat there is no spread to show."""
+    only = [summary_frame([("direct", 1, 100.0, 5.0), ("pipeline", 1, 90.0, 6.0)])]
+    assert [r.text() for r in bench.median_ratios(only)] == [r.text() for r in bench.ratios(only[0])]
+
+
+def test_bench_settings_refuse_zero_repeats():
+    """A bench without a single comparison is refused with the setting's name."""
+    with pytest.raises(ValueError, match="repeats must be"):
+        bench.BenchSettings(repeats=0)
+
+
 def test_compare_gives_blocking_fewer_requests(monkeypatch):
     """The blocking pipeline gets about as many requests as the concurrency; the others get the full count."""
     seen = {}
