@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kit.exceptions import ConfigError, KitError
-from kit.guardrails import Guard, Match, default_guard
+from kit.guardrails import CATEGORIES, Guard, Match, default_guard
 from kit.guardrails import wordlist
 
 
@@ -27,13 +27,23 @@ def guard() -> Guard:
 # Word list
 
 
-def test_default_list_is_better_profanity_plus_kit_file(guard):
-    """The default entries are better-profanity's bundled list plus the kit's file."""
-    bp = {w.lower() for w in wordlist.better_profanity_words()}
-    kit = {w.lower() for w in wordlist.kit_words()}
-    assert len(bp) > 800
-    assert {"shit", "fuck", "2 girls 1 cup"} <= bp
-    assert set(guard.words) == bp | kit
+def test_default_list_is_the_kit_file(guard):
+    """The default entries are words.txt's, less the categories the policy lets pass."""
+    entries = wordlist.kit_entries()
+    looked_for = {e.word for e in entries if e.category not in ("allow", "topic")}
+    assert set(guard.words) == looked_for
+    assert {"shit", "fuck", "hell", "damn", "kill yourself", "nigger"} <= set(guard.words)
+    assert not {"god", "gay", "sex", "hitler", "rum"} & set(guard.words)
+
+
+def test_word_file_is_well_formed():
+    """Every words.txt entry has a known category and flags, with no duplicate in a category."""
+    entries = wordlist.kit_entries()
+    assert len(entries) > 200
+    assert {e.category for e in entries} <= set(CATEGORIES) | {"allow"}
+    assert len({(e.word, e.category) for e in entries}) == len(entries)
+    assert all(e.word == e.word.strip().lower() for e in entries)
+    assert {e.word for e in entries if e.root} >= {"fuck", "shit", "cunt", "nigger"}
 
 
 def test_bp_list_is_read_from_the_installed_package():
@@ -46,16 +56,16 @@ def test_bp_list_is_read_from_the_installed_package():
     assert wordlist.better_profanity_words() == expected
 
 
-def test_kit_file_has_entries_better_profanity_lacks(guard):
-    """banned_words.txt adds entries (one of them multi-word) that better-profanity lacks."""
-    kit = wordlist.kit_words()
+def test_better_profanity_policy_is_the_seed_list():
+    """The better_profanity policy looks for better-profanity's list plus the seed file, all blocked."""
+    g = Guard(policy="better_profanity")
     bp = {w.lower() for w in wordlist.better_profanity_words()}
-    assert len(kit) >= 5
-    assert all(not w.startswith("#") and w == w.strip() for w in kit)
-    assert any(" " in w for w in kit)
-    assert not {w.lower() for w in kit} & bp
-    for word in kit:
-        assert guard.find(f"you {word}!") == [Match(4, 4 + len(word), word)]
+    seed = {w.lower() for w in wordlist.kit_words()}
+    assert set(g.words) == bp | seed
+    assert set(g.actions.values()) == {"block"}
+    for word in ("god", "kill", "gay", "rum", "kill yourself"):
+        assert g.is_profane(word), word
+    assert g.find("gay")[0].category == "topic" and g.find("aryan")[0].category == "unsorted"
 
 
 def test_default_guard_is_shared():
@@ -243,7 +253,8 @@ def test_match_offsets_refer_to_the_original_text(guard):
         ("fu\u200b\u200bck off", [(0, 6)]),
         ("a\u0301 fu\u0308ck", [(3, 8)]),
         ("…shit…", [(1, 5)]),
-        ("ｆｕｃｋ ｙｏｕ", [(0, 4)]),
+        ("ｆｕｃｋ ｔｈｅｍ", [(0, 4)]),
+        ("s\u0336h\u0336i\u0336t\u0336 ok", [(0, 8)]),
     ]
     for text, spans in cases:
         assert [(m.start, m.end) for m in guard.find(text)] == spans, text
@@ -252,8 +263,9 @@ def test_match_offsets_refer_to_the_original_text(guard):
 def test_match_is_a_frozen_dataclass(guard):
     """Match is an immutable dataclass with start, end and the canonical entry."""
     m = guard.find("oh FUCK")[0]
-    assert (m.start, m.end, m.word) == (3, 7, "fuck")
-    assert [f.name for f in dataclasses.fields(Match)] == ["start", "end", "word"]
+    assert (m.start, m.end, m.word, m.category, m.action) == (3, 7, "fuck", "obscenity", "block")
+    assert [f.name for f in dataclasses.fields(Match)] == ["start", "end", "word", "category", "action"]
+    assert m.masked
     with pytest.raises(dataclasses.FrozenInstanceError):
         m.start = 0
 
@@ -267,7 +279,7 @@ def test_repeated_and_adjacent_matches(guard):
 def test_longest_entry_wins(guard):
     """Where a longer entry matches, it is reported instead of its prefix."""
     assert guard.find("motherfucker")[0].word == "motherfucker"
-    assert guard.find("a$$hole")[0] == Match(0, 7, "asshole")
+    assert guard.find("a$$hole")[0] == Match(0, 7, "asshole", "obscenity", "block")
 
 
 def test_symbols_before_a_word_are_kept(guard):
@@ -306,14 +318,14 @@ def test_censor_keeps_everything_outside_matches(text):
 def test_multi_word_entries(guard):
     """Multi-word entries match with any short run of separators, or none."""
     for text in ("blow job", "blow  job", "blow-job", "BLOW_JOB", "blow . job"):
-        assert guard.find(text) == [Match(0, len(text), "blow job")], text
+        assert guard.find(text) == [Match(0, len(text), "blow job", "sexual", "mask")], text
     assert guard.censor("a blow\u00a0job") == "a ****"
     for text in ("kill yourself", "Kill   yourself", "kill-yourself", "killyourself"):
-        assert guard.find(text) == [Match(0, len(text), "kill yourself")], text
+        assert guard.find(text) == [Match(0, len(text), "kill yourself", "harm", "block")], text
     assert guard.censor("just kill yourself now") == "just **** now"
     assert guard.censor("2 girls 1 cup") == "****"
-    assert guard.find("son of a bitch")[0].word == "son-of-a-bitch"
-    assert not guard.is_profane("blow the job away")
+    assert guard.find("son of a bitch")[0].word == "son of a bitch"
+    assert not guard.find("blow the job away")
 
 
 def test_extra_words():
@@ -327,17 +339,19 @@ def test_extra_words():
 
 def test_allow_words():
     """allow_words removes entries from the list, whatever their case."""
-    g = Guard(allow_words=["God", "hell", "not-in-the-list"])
-    assert not g.is_profane("oh my god, what the hell")
+    g = Guard(allow_words=["crap", "hell", "not-in-the-list"])
+    assert not g.is_profane("oh crap, what the hell")
     assert g.is_profane("shit")
-    assert "god" not in g.words and "hell" not in g.words
-    assert default_guard().is_profane("oh my god")
+    assert "crap" not in g.words and "hell" not in g.words
+    assert default_guard().is_profane("oh crap")
+    assert Guard(allow_words=["deltashit"]).find("deltashit") == []  # shields a compound too
 
 
 def test_words_replace_the_default_list():
     """words=[...] replaces the default list entirely; extras still add to it."""
     g = Guard(words=["frak"], extra_words=["gorram"])
     assert g.words == ("frak", "gorram")
+    assert g.find("frak")[0].category == "custom"
     assert g.censor("frak this gorram shit") == "**** this **** shit"
 
 
