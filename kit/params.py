@@ -41,7 +41,7 @@ def deployment(params: Mapping[str, Any]) -> DeploymentConfig:
     ``profile`` picks the preset (``cpu``: the tiny local model; ``gpu``:
     Llama-3-8B-Instruct); ``model``, ``engine_args`` (merged over the preset's),
     the instance counts, ``bls_mode``, ``blocking_variant``, parallelism and
-    the guard's ``extra_words``/``allow_words``/``block_input``/``censor_output``
+    the guard's ``policy``/``actions``/``extra_words``/``allow_words``/``block_input``/``censor_output``
     override it. Other keys (notebook-only parameters) are ignored.
     """
     profile = params.get("profile", "cpu")

@@ -59,7 +59,7 @@ MIN_SPACED_CHARS = 3
 #: Most letters glued to a root in a compound ("delta" + "shit").
 MAX_AFFIX = 12
 #: Endings a root may carry at the end of a compound ("bullshitters").
-ROOT_ENDINGS = ("s", "es", "y", "er", "ers", "ing", "ed", "ty", "ter", "ters", "ting", "ted")
+ROOT_ENDINGS = ("s", "es", "y", "er", "ers", "ery", "ing", "ed", "ty", "ter", "ters", "ting", "ted")
 
 # Leetspeak stand-ins, a superset of better-profanity's own substitutions.
 LEET = {

@@ -312,6 +312,40 @@ def test_censor_keeps_everything_outside_matches(text):
 
 
 # --------------------------------------------------------------------------
+# Compounds and uneven splits of root words
+
+
+@pytest.mark.parametrize(
+    "text", ["deltashit", "fuckface", "bullshitters", "shitbag", "horseshitty", "dumbfuckery", "motherfuckers",
+             "fu ck", "sh it", "cu nt", "bi tch", "piece of sh it", "fu-ck"],
+)
+def test_compounds_and_uneven_splits_are_caught(guard, text):
+    """A root glued into a compound, or split once by a separator, is found and masked as a whole."""
+    assert guard.is_profane(text)
+    censored = guard.censor(f"oh {text}!")
+    assert censored.count("****") == 1 and censored.startswith("oh ") and censored.endswith("****!")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Scunthorpe", "shitake", "shitakes", "mishits", "sniggering", "Matsushita", "Yamashita",
+     "arigatou gozaimashita", "shitsumon", "Wankel engine", "who re-elected him", "the bit changed",
+     "as shown above", "Sh, it is fine", "push it", "wash it", "a fun cake", "pi ss", "s hit"],
+)
+def test_allowed_words_and_ordinary_word_pairs_pass(guard, text):
+    """Scunthorpe-type words shielded by the allow list and ordinary word pairs are not flagged."""
+    assert guard.find(text) == []
+
+
+def test_compounds_are_bounded():
+    """A root glued to more than MAX_AFFIX letters is not a compound (and keeps hold-back bounded)."""
+    from kit.guardrails.matcher import MAX_AFFIX
+
+    assert default_guard().is_profane("x" * MAX_AFFIX + "shit")
+    assert not default_guard().is_profane("x" * (MAX_AFFIX + 1) + "shit")
+
+
+# --------------------------------------------------------------------------
 # Multi-word entries, extra and allowed words
 
 
