@@ -294,7 +294,7 @@ def _unmask(text: str, before: str) -> str:
         if own != "MIXED":
             lead = text[max(0, s - CONTEXT_CHARS) : s]
             if len(lead) < CONTEXT_CHARS:
-                lead = before[len(before) - (CONTEXT_CHARS - len(lead)) :] + lead
+                lead = before[-(CONTEXT_CHARS - len(lead)) :] + lead
             if _previous_script(lead) != "LATIN":
                 continue
         pieces.append(text[done:s])

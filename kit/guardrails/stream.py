@@ -89,7 +89,8 @@ class CensorStream:
         u = alive(base)
         out = []
         done = 0  # original offset emitted so far
-        for m in self._full.finditer(s, base):
+        # A match starting at or after u is held; when everything is held, do not scan.
+        for m in self._full.finditer(s, base) if u > base else ():
             a, b = m.span()
             if a >= u:
                 break

@@ -509,3 +509,24 @@ def test_bench_run_and_cli(capsys):
     assert 0 <= r["stream_held_avg"] <= r["stream_held_max"] <= r["max_holdback"]
     assert bench.main(["--size-kb", "0.5", "--repeat", "1"]) == 0
     assert "guard/better_profanity speed-up:" in capsys.readouterr().out
+
+
+def test_census_meets_its_goals(capsys):
+    """On wordfreq's 5,000 most frequent words per language the default policy refuses at most 10
+    outside English, and in English only words of blocking categories."""
+    from kit.guardrails import bench
+
+    result = bench.census(top=5000, better_profanity=False)
+    assert set(result) == set(bench.CENSUS_LANGUAGES)
+    for lang, r in result.items():
+        assert r["words"] == 5000
+        if lang != "en":
+            assert len(r["flagged"]) <= 10, (lang, r["flagged"])
+    blocking = {c for c, a in default_guard().actions.items() if a == "block"}
+    assert set(result["en"]["flagged"].values()) <= blocking
+    assert {"shit", "fuck", "hell", "damn"} <= set(result["en"]["flagged"])
+    assert not {"god", "kill", "gay", "sexual", "murder", "fat", "hitler"} & set(result["en"]["flagged"])
+    assert bench.main(["--census", "--top", "200", "--lang", "de", "--lang", "sv"]) == 0
+    out = capsys.readouterr().out
+    assert "census: each word checked alone" in out and "[sv] better_profanity (" in out
+
