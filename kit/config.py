@@ -46,17 +46,26 @@ CPU_ENGINE_ARGS = {
 
 @dataclass(frozen=True)
 class GuardConfig:
-    """How the pipeline guards input and output (see :mod:`kit.guardrails`)."""
+    """How the pipeline guards input and output (see :mod:`kit.guardrails`).
+
+    ``policy`` names the word list and what to do per category (``default`` or
+    ``better_profanity``, see :mod:`kit.guardrails.policy`); ``actions``
+    overrides single categories, e.g. ``{"insult": "mask"}``.
+    """
 
     block_input: bool = True
     censor_output: bool = True
     extra_words: tuple[str, ...] = ()
     allow_words: tuple[str, ...] = ()
     refusal: str = DEFAULT_REFUSAL
+    policy: str = "default"
+    actions: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         object.__setattr__(self, "extra_words", tuple(self.extra_words))
         object.__setattr__(self, "allow_words", tuple(self.allow_words))
+        if isinstance(self.actions, Mapping):
+            object.__setattr__(self, "actions", dict(self.actions))
 
 
 @dataclass(frozen=True)
@@ -199,6 +208,9 @@ class DeploymentConfig:
                 )
         if not isinstance(self.guard, GuardConfig):
             raise ConfigError("guard must be a GuardConfig")
+        from kit.guardrails.policy import resolve_actions
+
+        resolve_actions(self.guard.policy, self.guard.actions)
         for word in (*self.guard.extra_words, *self.guard.allow_words):
             if not isinstance(word, str) or not word.strip():
                 raise ConfigError(f"guard word lists may only hold non-empty strings, got {word!r}")

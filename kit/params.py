@@ -111,7 +111,7 @@ def deployment(params: Mapping[str, Any], *, strict: bool = False) -> Deployment
     ``profile`` picks the preset (``cpu``: the tiny local model; ``gpu``:
     Llama-3-8B-Instruct); ``model``, ``engine_args`` (merged over the preset's),
     the instance counts, ``bls_mode``, ``blocking_variant``, parallelism and
-    the guard's ``extra_words``/``allow_words``/``block_input``/``censor_output``/
+    the guard's ``policy``/``actions``/``extra_words``/``allow_words``/``block_input``/``censor_output``/
     ``refusal`` override it. Other keys (notebook-only parameters) are ignored,
     unless ``strict``: then they are a ConfigError listing :data:`DEPLOYMENT_KEYS`.
     """

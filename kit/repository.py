@@ -76,6 +76,8 @@ def _guard_params(config: DeploymentConfig) -> list[str]:
         _param("censor_output", str(g.censor_output).lower()),
         _param("extra_words", json.dumps(list(g.extra_words))),
         _param("allow_words", json.dumps(list(g.allow_words))),
+        _param("policy", g.policy),
+        _param("actions", json.dumps(dict(g.actions), sort_keys=True)),
     ]
 
 

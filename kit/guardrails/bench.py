@@ -1,12 +1,21 @@
-"""Benchmark: the kit's guard against better-profanity on the same text.
+"""Benchmarks: the kit's guard against better-profanity, for speed and precision.
 
     python -m kit.guardrails.bench [--size-kb 30] [--repeat 3]
+    python -m kit.guardrails.bench --census [--top 20000] [--lang en --lang de ...]
 
-Builds a deterministic English text with some profanity sprinkled in,
+Speed: builds a deterministic English text with some profanity sprinkled in,
 censors it with better-profanity and with ``Guard`` (best of ``--repeat``
 runs each), then streams it through ``Guard.stream()`` in 4-character
 chunks, as LLM deltas arrive, and reports the cost per ``feed`` and how
 many characters the stream held back.
+
+Census (precision on real words): the ``wordfreq`` package's most frequent
+words of each language (its bundled word lists, so it runs offline), each
+checked alone by the default policy and by better-profanity itself. A word
+counts as flagged when the input guard would refuse a prompt holding it (its
+category's action is ``block``, the only thing better-profanity does); the
+flagged words are printed with their categories, and the words that are
+only masked in answers are listed too.
 """
 
 from __future__ import annotations
@@ -17,7 +26,10 @@ import random
 import sys
 import time
 
-__all__ = ["make_text", "run", "main"]
+__all__ = ["CENSUS_LANGUAGES", "census", "make_text", "run", "main"]
+
+#: Languages of the census (wordfreq codes).
+CENSUS_LANGUAGES = ("en", "de", "es", "fr", "it", "pt", "nl", "ru", "pl", "tr", "sv")
 
 _WORDS = (
     "the of and to in is was for on that with as by at from it this be are "
@@ -116,10 +128,71 @@ def run(size_kb: float = 30, repeat: int = 3) -> dict:
     }
 
 
+def census(
+    languages: tuple[str, ...] = CENSUS_LANGUAGES, top: int = 20_000, better_profanity: bool = True
+) -> dict[str, dict]:
+    """Check each of the ``top`` most frequent words of each language alone.
+
+    Returns ``{lang: {"words": n, "flagged": {word: category}, "masked":
+    {word: category}, "counted": n, "better_profanity": [word, ...] or None}}``:
+    "flagged" are the words the default policy blocks, "masked" those it only
+    masks in answers, "counted" how many more it only counts.
+    """
+    from wordfreq import top_n_list
+
+    from kit.guardrails import default_guard
+
+    guard = default_guard()
+    profanity = None
+    if better_profanity:
+        from better_profanity import Profanity
+
+        profanity = Profanity()
+    out = {}
+    for lang in languages:
+        words = top_n_list(lang, top)
+        flagged: dict[str, str] = {}
+        masked: dict[str, str] = {}
+        counted = 0
+        for word in words:
+            found = guard.find(word)
+            blocking = [m for m in found if m.action == "block"]
+            masking = [m for m in found if m.masked]
+            if blocking:
+                flagged[word] = blocking[0].category
+            elif masking:
+                masked[word] = masking[0].category
+            elif found:
+                counted += 1
+        bp = [w for w in words if profanity.contains_profanity(w)] if profanity else None
+        out[lang] = {
+            "words": len(words), "flagged": flagged, "masked": masked, "counted": counted, "better_profanity": bp,
+        }
+    return out
+
+
+def _print_census(result: dict[str, dict]) -> None:
+    print("census: each word checked alone; flagged = a prompt holding it is refused")
+    print(f"{'lang':5} {'words':>6} {'flagged':>8} {'masked':>7} {'counted':>8} {'better_profanity':>17}")
+    for lang, r in result.items():
+        bp = "-" if r["better_profanity"] is None else len(r["better_profanity"])
+        print(f"{lang:5} {r['words']:>6} {len(r['flagged']):>8} {len(r['masked']):>7} {r['counted']:>8} {bp:>17}")
+    for lang, r in result.items():
+        by_category: dict[str, list[str]] = {}
+        for word, category in r["flagged"].items():
+            by_category.setdefault(category, []).append(word)
+        listed = "; ".join(f"{c}: {', '.join(ws)}" for c, ws in sorted(by_category.items())) or "none"
+        print(f"\n[{lang}] guard ({len(r['flagged'])}): {listed}")
+        if r["masked"]:
+            print(f"[{lang}] masked in answers only ({len(r['masked'])}): {', '.join(r['masked'])}")
+        if r["better_profanity"] is not None:
+            print(f"[{lang}] better_profanity ({len(r['better_profanity'])}): {', '.join(r['better_profanity'])}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m kit.guardrails.bench",
-        description="Time the kit's profanity guard against better-profanity.",
+        description="Time the kit's guard against better-profanity, or run the common-word census.",
     )
     parser.add_argument(
         "--size-kb", type=float, default=30, help="text size in KB (default 30)"
@@ -128,7 +201,20 @@ def main(argv: list[str] | None = None) -> int:
         "--repeat", type=int, default=3, help="runs per timing, best kept (default 3)"
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--census", action="store_true", help="run the common-word census instead")
+    parser.add_argument("--top", type=int, default=20_000, help="census: words per language (default 20000)")
+    parser.add_argument("--lang", action="append", help="census: a language code (repeatable; default: 11 languages)")
+    parser.add_argument("--no-better-profanity", action="store_true", help="census: skip better-profanity (slow)")
     args = parser.parse_args(argv)
+    if args.census:
+        if args.top < 1:
+            parser.error("--top must be at least 1")
+        result = census(tuple(args.lang or CENSUS_LANGUAGES), args.top, not args.no_better_profanity)
+        if args.json:
+            print(json.dumps(result, indent=2, ensure_ascii=False))
+        else:
+            _print_census(result)
+        return 0
     if args.size_kb <= 0 or args.repeat < 1:
         parser.error("--size-kb must be positive and --repeat at least 1")
     r = run(args.size_kb, args.repeat)

@@ -2,10 +2,29 @@
 
 Matching runs on a folded copy of the text: lower case, accents and other
 combining marks removed, compatibility forms (full-width, circled,
-mathematical letters, ligatures) decomposed, Cyrillic/Greek/small-capital
-look-alikes replaced by the Latin letter they imitate, invisible format
-characters (zero-width space/joiner, soft hyphen, BOM, bidi marks) dropped,
-and every kind of space, dash and no-break space reduced to one character.
+mathematical letters, ligatures) decomposed, invisible format characters
+(zero-width space/joiner, soft hyphen, BOM, bidi marks) dropped, and every
+kind of space, dash and no-break space reduced to one character.
+
+Three decisions look at a whole token (a run of letters and digits) rather
+than one character, so that ordinary text in any language keeps its meaning:
+
+* **Look-alikes** (Unicode's confusables, UTS #39, see
+  :mod:`kit.guardrails.confusables`): a Latin-script or Common look-alike
+  (``ꜱ``, ``ɑ``, ``ı``) always folds to its Latin letter; a letter of another
+  script (Cyrillic ``р``, Greek ``υ``) folds only where it disguises a word —
+  in a token that mixes scripts (``ѕhіt``), or in a token wholly of one
+  foreign script whose previous word, within :data:`CONTEXT_CHARS`
+  characters, is Latin (``you ЅНІТ``). Russian ``у него болит рот`` stays
+  Russian.
+* **Numbers are numbers**: a digit stands for a letter (``5h1t``, ``a55hole``)
+  only in a token that also has letters, is not a hexadecimal group
+  (``b00b``, ``7e47``) and does not start with two digits (``45s``,
+  ``100ms``). Digits of other tokens (``455``, ``10.4.5.5``, UUIDs) are
+  replaced one for one by Arabic-Indic digits, which no leetspeak class
+  accepts.
+* **ß** folds to ``ß`` and is accepted for ``ss`` inside an entry, except in
+  the ordinary words of :data:`SHARP_S_WORDS` (German ``aß``, "ate").
 
 Most characters fold to exactly one character. Pure-ASCII text takes a fast
 path (``str.lower``); otherwise ``str.translate`` does the work in C and only
@@ -21,15 +40,22 @@ import re
 import unicodedata
 from bisect import bisect_right
 
+from kit.guardrails import confusables
+
 __all__ = [
+    "CONTEXT_CHARS",
     "HARD_BREAK",
     "MAX_INVISIBLE_RUN",
     "NBSP",
     "NO_SPACE_RANGES",
+    "NUMBER_DIGITS",
     "OffsetMap",
     "SEPARATORS",
+    "SHARP_S_WORDS",
     "SYMBOLS",
+    "extend_marks",
     "fold_char",
+    "is_number",
     "normalize",
     "require_str",
 ]
@@ -44,6 +70,13 @@ SEPARATORS = " .-_" + NBSP
 SYMBOLS = "@$*!+|"
 #: Invisible characters tolerated in a row inside a word.
 MAX_INVISIBLE_RUN = 3
+#: How far back (characters) a token looks for the previous word's script.
+CONTEXT_CHARS = 40
+#: Stand-ins for the digits of a number (Arabic-Indic digits 0-9).
+NUMBER_DIGITS = "".join(chr(0x660 + d) for d in range(10))
+#: Ordinary words whose ß must not read as "ss" (the folded form is an entry).
+SHARP_S_WORDS = frozenset({"aß"})
+_SHARP_S_KEPT = "\u1e9e"  # capital sharp s: a letter no entry accepts
 
 #: Scripts written without spaces between words (Thai, Lao, Khmer, Myanmar,
 #: CJK, kana, Hangul, Yi): a Latin word touching them is still a word.
@@ -54,44 +87,52 @@ NO_SPACE_RANGES = (
 )
 _NO_SPACE = re.compile("[" + NO_SPACE_RANGES + "]")
 
-# Look-alikes that Unicode normalisation leaves alone, keyed by the Latin
-# letter (or string) they imitate.
-_LOOKALIKES = {
-    "a": "аАαΑɑᴀ",
-    "ae": "æÆ",
-    "b": "вВβΒʙьЬ",
-    "c": "сСϲϹᴄ",
-    "d": "ԁᴅđĐðÐ",
-    "e": "еЕεΕᴇ",
+# Latin letters with strokes and small capitals that neither Unicode
+# normalisation nor the confusables data turn into a plain letter, and
+# punctuation that plays the role of a separator or a leet symbol.
+_LATIN_EXTRA = {
+    "b": "ʙ",
+    "d": "đĐðÐᴅ",
     "f": "ꜰ",
-    "g": "ɡɢ",
-    "h": "нНһҺΗʜħĦ",
-    "i": "іІїЇιΙɪıɩ",
-    "j": "јЈϳᴊ",
-    "k": "кКκΚᴋĸ",
-    "l": "ʟӏӀłŁŀĿ",
-    "m": "мМΜᴍ",
-    "n": "пηΝɴ",
-    "o": "оОοΟσᴏøØ",
+    "g": "ɢ",
+    "h": "ʜħĦ",
+    "k": "ᴋĸ",
+    "l": "ʟłŁŀĿ",
+    "m": "ᴍ",
+    "n": "ɴ",
+    "o": "øØᴏ",
+    "r": "ʀᴦ",
+    "t": "ᴛŧŦ",
+    "ae": "æÆ",
     "oe": "œŒ",
-    "p": "рРρΡᴘ",
-    "q": "ԛ",
-    "r": "гᴦʀ",
-    "s": "ѕЅꜱ",
-    "t": "тТτΤᴛŧŦ",
-    "u": "υμᴜ",
-    "v": "νᴠѵ",
-    "w": "ԝωᴡ",
-    "x": "хХχΧ",
-    "y": "уУγΥʏү",
-    "z": "Ζζᴢ",
-    # Punctuation that plays the role of a separator or a leet symbol.
     ".": "·•∙・",
     "-": "−⁃",
     "!": "¡",
     NBSP: "\u00a0\u2007\u202f",
 }
-_SPECIAL = {ch: rep for rep, chars in _LOOKALIKES.items() for ch in chars}
+
+
+def _tables() -> tuple[dict[str, str], dict[str, str]]:
+    always = {ch: rep for rep, chars in _LATIN_EXTRA.items() for ch in chars}
+    context = {}
+    for ch, (letter, scr) in confusables.load().items():
+        if scr in confusables.EVERYWHERE:
+            always.setdefault(ch, letter)
+        else:
+            context[ch] = letter
+    return always, context
+
+
+#: Look-alikes folded everywhere, and those folded only where they disguise a word.
+_ALWAYS, _CONTEXT = _tables()
+_CONTEXT_CLASS = "".join(sorted(_CONTEXT))
+_DISGUISE = re.compile(f"[^\\W_]*[{re.escape(_CONTEXT_CLASS)}][^\\W_]*")
+_TOKEN = re.compile(r"[^\W_]+")
+_DIGIT = re.compile("[0-9]")
+_NUMBER_TOKEN = re.compile(r"[^\W_]*[0-9][^\W_]*")
+_TO_NUMBER = str.maketrans("0123456789", NUMBER_DIGITS)
+_HEX = frozenset("0123456789abcdef")
+_SHARP_TOKEN = re.compile(r"[^\W_]*ß[^\W_]*")
 
 
 def _is_word(ch: str) -> bool:
@@ -99,12 +140,14 @@ def _is_word(ch: str) -> bool:
 
 
 def fold_char(ch: str) -> str:
-    """Return the folded form of one character ("" when it is invisible)."""
-    rep = _SPECIAL.get(ch)
+    """Return the context-free folded form of one character ("" when it is invisible)."""
+    rep = _ALWAYS.get(ch)
     if rep is not None:
         return rep
     if ch.isascii():
         return ch.lower()
+    if ch in "ßẞ":
+        return "ß"
     cat = unicodedata.category(ch)
     if cat in ("Mn", "Me", "Cf"):
         return ""
@@ -121,13 +164,13 @@ def fold_char(ch: str) -> str:
         for c in part.casefold():
             if unicodedata.combining(c) or unicodedata.category(c) in ("Mn", "Me", "Cf"):
                 continue
-            out.append(_SPECIAL.get(c, c))
+            out.append(_ALWAYS.get(c, c))
     folded = "".join(out)
     if len(folded) == 1 and folded.isdecimal() and not folded.isascii():
         folded = str(unicodedata.decimal(folded))
     if len(folded) > 1:
-        # An expansion must be all word characters ("ffi", "ss") or hold no
-        # word character and no leet symbol ("..."), so that a match can never
+        # An expansion must be all word characters ("ffi") or hold no word
+        # character and no leet symbol ("..."), so that a match can never
         # begin or end in the middle of one original character.
         words = sum(map(_is_word, folded))
         if words != len(folded) and (words or any(c in SYMBOLS for c in folded)):
@@ -146,6 +189,14 @@ def require_str(value: object, name: str = "text") -> None:
             "e.g. data.decode('utf-8')."
         )
     raise TypeError(f"{name} must be str, got {kind}.")
+
+
+def extend_marks(text: str, end: int) -> int:
+    """``end`` moved past the combining marks (at most MAX_INVISIBLE_RUN) that follow it."""
+    stop = min(len(text), end + MAX_INVISIBLE_RUN)
+    while end < stop and unicodedata.category(text[end]) in ("Mn", "Me"):
+        end += 1
+    return end
 
 
 class _FoldTable(dict):
@@ -198,12 +249,7 @@ class OffsetMap:
         self._x: list[bool] = []
 
     def _add(self, n: int, o: int, exp: bool) -> None:
-        if (
-            not exp
-            and self._n
-            and not self._x[-1]
-            and o - self._o[-1] == n - self._n[-1]
-        ):
+        if not exp and self._n and not self._x[-1] and o - self._o[-1] == n - self._n[-1]:
             return  # continues the previous one-to-one segment
         self._n.append(n)
         self._o.append(o)
@@ -220,10 +266,80 @@ class OffsetMap:
         return self._o[j] + 1 if self._x[j] else self._o[j] + i - self._n[j]
 
 
-def normalize(text: str) -> tuple[str, OffsetMap | None]:
-    """Fold ``text``; the map is None when offsets are unchanged."""
-    if text.isascii():
-        return text.lower(), None
+def _token_script(token: str) -> str:
+    """LATIN, another script's name, MIXED, or "" for a token without letters."""
+    found = {confusables.script(c) for c in token if c.isalpha()} - {"COMMON"}
+    if not found:
+        return ""
+    return found.pop() if len(found) == 1 else "MIXED"
+
+
+def _previous_script(window: str) -> str:
+    """Script of the last token with letters in ``window`` ("" if none)."""
+    for token in reversed(_TOKEN.findall(window)):
+        found = _token_script(token)
+        if found:
+            return found
+    return ""
+
+
+def _unmask(text: str, before: str) -> str:
+    """``text`` with the foreign look-alikes of disguised tokens replaced by Latin letters."""
+    pieces = []
+    done = 0
+    for m in _DISGUISE.finditer(text):
+        s, e = m.span()
+        token = m.group()
+        own = _token_script(token)
+        if own != "MIXED":
+            lead = text[max(0, s - CONTEXT_CHARS) : s]
+            if len(lead) < CONTEXT_CHARS:
+                lead = before[-(CONTEXT_CHARS - len(lead)) :] + lead
+            if _previous_script(lead) != "LATIN":
+                continue
+        pieces.append(text[done:s])
+        pieces.append("".join(_CONTEXT.get(c, c) for c in token))
+        done = e
+    if not pieces:
+        return text
+    pieces.append(text[done:])
+    return "".join(pieces)
+
+
+def is_number(token: str) -> bool:
+    """Whether a folded token is a number, whose digits never stand for letters:
+    no letters, a hexadecimal group, or two digits first (``45s``, ``100ms``)."""
+    if token[:2].isdigit() or all(c in _HEX for c in token):
+        return True
+    return not any(c.isalpha() for c in token)
+
+
+def _numbers(folded: str, open_end: bool) -> str:
+    """Digits of number tokens replaced by NUMBER_DIGITS (one for one)."""
+    end = len(folded)
+
+    def repl(m: re.Match) -> str:
+        token = m.group()
+        if (open_end and m.end() == end) or not is_number(token):
+            return token
+        return token.translate(_TO_NUMBER)
+
+    return _NUMBER_TOKEN.sub(repl, folded)
+
+
+def _sharp_s(folded: str, open_end: bool) -> str:
+    end = len(folded)
+
+    def repl(m: re.Match) -> str:
+        token = m.group()
+        if (open_end and m.end() == end) or token not in SHARP_S_WORDS:
+            return token
+        return token.replace("ß", _SHARP_S_KEPT)
+
+    return _SHARP_TOKEN.sub(repl, folded)
+
+
+def _fold(text: str) -> tuple[str, OffsetMap | None]:
     table = _TABLE
     folded = text.translate(table)
     odd = table.odd_pattern()
@@ -256,3 +372,24 @@ def normalize(text: str) -> tuple[str, OffsetMap | None]:
         omap._add(npos, last, False)
         pieces.append(text[last:].translate(table))
     return "".join(pieces), omap
+
+
+def normalize(text: str, before: str = "", open_end: bool = False) -> tuple[str, OffsetMap | None]:
+    """Fold ``text``; the map is None when offsets are unchanged.
+
+    ``before`` is original text that precedes ``text`` (a stream's emitted
+    tail), read only for the previous word's script. With ``open_end`` the
+    last token may still grow, so it is read the way that can match most
+    (digits as letters, ß as ss).
+    """
+    if text.isascii():
+        folded, omap = text.lower(), None
+    else:
+        if _DISGUISE.search(text):
+            text = _unmask(text, before)
+        folded, omap = _fold(text)
+        if "ß" in folded:
+            folded = _sharp_s(folded, open_end)
+    if _DIGIT.search(folded):
+        folded = _numbers(folded, open_end)
+    return folded, omap

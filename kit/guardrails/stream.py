@@ -7,7 +7,10 @@ before it, censored, and keeps the rest. Matches are found with the same
 expression as ``Guard.censor`` and scanning resumes exactly where the
 one-shot scan would be, so for any chunking the emitted pieces join up to
 ``guard.censor(text)``, and nothing is emitted that a later chunk could turn
-into (part of) a match.
+into (part of) a match. Matches whose action is ``count`` pass unchanged
+and are counted per category (``CensorStream.counts``). The stream also keeps
+the last :data:`~kit.guardrails.normalize.CONTEXT_CHARS` characters it
+emitted, which the folding of the next word may depend on (its script).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from kit.exceptions import KitError
-from kit.guardrails.normalize import normalize, require_str
+from kit.guardrails.normalize import CONTEXT_CHARS, normalize, require_str
 
 if TYPE_CHECKING:  # pragma: no cover
     from kit.guardrails import Guard
@@ -28,17 +31,21 @@ CENSOR = "****"
 class CensorStream:
     """Incremental censor for one response; create it with ``Guard.stream()``."""
 
-    __slots__ = ("_full", "_prefix", "_buf", "_ctx", "_closed", "censored")
+    __slots__ = ("_guard", "_full", "_prefix", "_buf", "_ctx", "_tail", "_closed", "censored", "counts")
 
     def __init__(self, guard: Guard) -> None:
         matcher = guard._matcher
+        self._guard = guard
         self._full = matcher.full
         self._prefix = matcher.prefix
         self._buf = ""  # original text not emitted yet
         self._ctx = ""  # last folded character emitted (for word boundaries)
+        self._tail = ""  # last original characters emitted (for the next word's script)
         self._closed = False
-        #: Number of matches censored so far in this stream.
+        #: Number of matches masked so far in this stream.
         self.censored = 0
+        #: Matches so far per category (masked and counted ones).
+        self.counts: dict[str, int] = {}
 
     @property
     def held(self) -> int:
@@ -67,7 +74,7 @@ class CensorStream:
 
     def _drain(self, final: bool) -> str:
         buf = self._buf
-        norm, omap = normalize(buf)
+        norm, omap = normalize(buf, self._tail, open_end=not final)
         ctx = self._ctx
         s = ctx + norm
         base = len(ctx)
@@ -82,7 +89,8 @@ class CensorStream:
         u = alive(base)
         out = []
         done = 0  # original offset emitted so far
-        for m in self._full.finditer(s, base):
+        # A match starting at or after u is held; when everything is held, do not scan.
+        for m in self._full.finditer(s, base) if u > base else ():
             a, b = m.span()
             if a >= u:
                 break
@@ -90,10 +98,14 @@ class CensorStream:
             b -= base
             if omap is not None:
                 a, b = omap.start(a), omap.end(b)
-            out.append(buf[done:a])
-            out.append(CENSOR)
-            done = b
-            self.censored += 1
+            match = self._guard._match(m, buf, a, b)
+            if match is not None:
+                self.counts[match.category] = self.counts.get(match.category, 0) + 1
+                if match.masked:
+                    out.append(buf[done:a])
+                    out.append(CENSOR)
+                    done = match.end
+                    self.censored += 1
             if m.end() > u:
                 u = alive(m.end())
         # Cut point in the original text.
@@ -110,6 +122,8 @@ class CensorStream:
         cut = max(cut, done)
         out.append(buf[done:cut])
         self._buf = buf[cut:]
+        if cut:
+            self._tail = (self._tail + buf[:cut])[-CONTEXT_CHARS:]
         if u > base:
             self._ctx = s[u - 1]
         return "".join(out)

@@ -43,11 +43,17 @@ def guard_from_parameters(params: dict[str, str]) -> Guard:
     return Guard(
         extra_words=json.loads(params.get("extra_words") or "[]"),
         allow_words=json.loads(params.get("allow_words") or "[]"),
+        policy=params.get("policy") or "default",
+        actions=json.loads(params.get("actions") or "{}"),
     )
 
 
 class GuardMetrics:
     """Guard counters on Triton's metrics port, labelled by model.
+
+    ``kit_guard_matches_total`` counts the guard's matches per category and
+    direction (``where``: input or output), labelled with the category's action,
+    so that counted-only categories are visible too.
 
     Worker threads only add to plain counters under a lock; one flusher thread
     hands the totals to Triton twice a second. Triton 2.51's Python backend
@@ -61,28 +67,39 @@ class GuardMetrics:
         "guard_us": ("kit_guard_time_us_total", "Time spent in the guard (input check + censor), µs"),
         "errors": ("kit_pipeline_errors_total", "Requests answered with an error"),
     }
+    MATCHES = ("kit_guard_matches_total", "Guard matches per category and direction (input/output)")
     FLUSH_S = 0.5
 
-    def __init__(self, model: str):
+    def __init__(self, model: str, actions: dict[str, str] | None = None):
         self.families = []  # Triton needs each family to outlive its metrics
         self.metrics = {}
         for key, (name, description) in self.NAMES.items():
             family = pb_utils.MetricFamily(name=name, description=description, kind=pb_utils.MetricFamily.COUNTER)
             self.families.append(family)
             self.metrics[key] = family.Metric(labels={"model": model})
-        self.pending = dict.fromkeys(self.NAMES, 0.0)
+        looked_for = {c: a for c, a in (actions or {}).items() if a != "allow"}
+        if looked_for:
+            family = pb_utils.MetricFamily(name=self.MATCHES[0], description=self.MATCHES[1],
+                                           kind=pb_utils.MetricFamily.COUNTER)
+            self.families.append(family)
+            for category, action in looked_for.items():
+                for where in ("input", "output"):
+                    labels = {"model": model, "category": category, "action": action, "where": where}
+                    self.metrics[(where, category)] = family.Metric(labels=labels)
+        self.keys = list(self.metrics)
+        self.pending = dict.fromkeys(self.keys, 0.0)
         self.lock = threading.Lock()
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, name="guard-metrics", daemon=True)
         self.thread.start()
 
-    def add(self, key: str, value: float = 1) -> None:
+    def add(self, key: str | tuple[str, str], value: float = 1) -> None:
         with self.lock:
             self.pending[key] += value
 
     def flush(self) -> None:
         with self.lock:
-            pending, self.pending = self.pending, dict.fromkeys(self.NAMES, 0.0)
+            pending, self.pending = self.pending, dict.fromkeys(self.keys, 0.0)
         for key, value in pending.items():
             if value:
                 self.metrics[key].increment(value)
@@ -208,7 +225,7 @@ class TritonPythonModel:
         max_len = params.get("max_model_len") or None
         self.formatter = PromptFormatter.load(params["tokenizer"], int(max_len) if max_len else None)
         self.max_context = self.formatter.max_context
-        self.metrics = GuardMetrics(self.name)
+        self.metrics = GuardMetrics(self.name, self.guard.actions)
         self.keeper = IteratorKeeper()
         self.llm_streams: dict[str, object] = {}  # request id → its BLS response iterator, while in flight
         self.watcher = CancelWatcher(self._abort_llm, name="bls-cancel-watch")
@@ -258,8 +275,11 @@ class TritonPythonModel:
                     "censored words; drop return_logprobs or serve a pipeline with censor_output false"
                 )
             started = time.perf_counter()
-            blocked = self.block_input and self.guard.is_profane(req.prompt)
+            found = self.guard.find(req.prompt)
+            blocked = self.block_input and any(m.action == "block" for m in found)
             self.metrics.add("guard_us", (time.perf_counter() - started) * 1e6)
+            for match in found:
+                self.metrics.add(("input", match.category))
             if blocked:
                 self.metrics.add("blocked")
                 nothing = {"finish_reason": "stop", "num_input_tokens": 0, "num_output_tokens": 0, "logprobs": "[]"}
@@ -377,6 +397,8 @@ class TritonPythonModel:
         tail = censor.close() if censor else ""
         total = censor.censored if censor else 0
         self.metrics.add("censored", total)
+        for category, count in (censor.counts if censor else {}).items():
+            self.metrics.add(("output", category), count)
         if req.stream:
             sender.send(self._respond(tail, False, total - reported, pending.take(final=True)), flags=tensors.FINAL)
         else:

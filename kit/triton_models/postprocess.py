@@ -32,9 +32,9 @@ class TritonPythonModel:
                 text = bytes(value).decode("utf-8")
             except UnicodeDecodeError:
                 raise RequestError("text_input is not valid UTF-8; encode the text as UTF-8") from None
-            matches = self.guard.find(text)
-            texts.append(self.guard.censor(text) if matches else text)
-            counts.append(len(matches))
+            masked = sum(m.masked for m in self.guard.find(text))
+            texts.append(self.guard.censor(text) if masked else text)
+            counts.append(masked)
         shape = (len(texts), 1)
         return pb_utils.InferenceResponse(output_tensors=[
             pb_utils.Tensor("text_output", np.array([t.encode("utf-8") for t in texts], dtype=np.object_).reshape(shape)),

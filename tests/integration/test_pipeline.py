@@ -182,6 +182,38 @@ def test_guard_metrics_count_blocks_and_censored_words(server, profane_sampling)
     assert server.metric("kit_guard_time_us_total", model=PIPELINE_MODEL) > 0
 
 
+def test_benign_corpus_is_answered_by_the_default_policy(server):
+    """All 200+ everyday prompts of the shipped corpus pass the pipeline's input guard."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kit.guardrails.corpora import load
+
+    prompts = [p for _, p in load("benign")]
+    client = server.client()
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(lambda p: client.generate(p, max_tokens=1), prompts))
+    refused = [p for p, r in zip(prompts, results) if r.blocked]
+    assert len(results) >= 200 and refused == []
+
+
+def test_guard_metrics_have_a_label_per_category(server):
+    """A refused obscenity and a counted insult move kit_guard_matches_total for their categories."""
+    name = "kit_guard_matches_total"
+    labels = {"model": PIPELINE_MODEL, "where": "input"}
+    _settled_metric(server, name, PIPELINE_MODEL)  # earlier requests' counts have landed
+    obscenity = server.metric(name, category="obscenity", **labels)
+    insult = server.metric(name, category="insult", **labels)
+    assert server.client().generate("oh shit", max_tokens=1).blocked
+    assert not server.client().generate("you idiot, explain BLS", max_tokens=1).blocked
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (server.metric(name, category="insult", **labels) == insult
+                                           or server.metric(name, category="obscenity", **labels) == obscenity):
+        time.sleep(0.2)
+    assert server.metric(name, category="obscenity", action="block", **labels) == obscenity + 1
+    assert server.metric(name, category="insult", action="count", **labels) == insult + 1
+    assert server.metric(name, category="topic", **labels) == 0  # the default policy does not look for topics
+
+
 def test_blocking_variant_answers_the_same_way(server):
     """llama_bls_blocking (the seed's one-at-a-time mode) gives the same guarded answers."""
     client = server.client(BLOCKING_MODEL)

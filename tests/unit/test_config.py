@@ -35,6 +35,10 @@ def test_cpu_default_points_at_the_tiny_model(tmp_path):
         ({"replicas": 2, "tensor_parallel_size": 2}, "either replicas"),
         ({"guard": GuardConfig(extra_words=("",))}, "non-empty"),
         ({"guard": GuardConfig(refusal=" ")}, "refusal"),
+        ({"guard": GuardConfig(policy="strict")}, "set policy to one of"),
+        ({"guard": GuardConfig(actions={"swearing": "block"})}, "unknown category 'swearing': use one of"),
+        ({"guard": GuardConfig(actions={"insult": "hide"})}, "action 'hide' for category 'insult' is unknown"),
+        ({"guard": GuardConfig(actions=["insult"])}, "mapping of category: action"),
     ],
 )
 def test_invalid_configs_are_explained(changes, message):

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kit.exceptions import ConfigError, KitError
-from kit.guardrails import Guard, Match, default_guard
+from kit.guardrails import CATEGORIES, Guard, Match, default_guard
 from kit.guardrails import wordlist
 
 
@@ -27,13 +27,23 @@ def guard() -> Guard:
 # Word list
 
 
-def test_default_list_is_better_profanity_plus_kit_file(guard):
-    """The default entries are better-profanity's bundled list plus the kit's file."""
-    bp = {w.lower() for w in wordlist.better_profanity_words()}
-    kit = {w.lower() for w in wordlist.kit_words()}
-    assert len(bp) > 800
-    assert {"shit", "fuck", "2 girls 1 cup"} <= bp
-    assert set(guard.words) == bp | kit
+def test_default_list_is_the_kit_file(guard):
+    """The default entries are words.txt's, less the categories the policy lets pass."""
+    entries = wordlist.kit_entries()
+    looked_for = {e.word for e in entries if e.category not in ("allow", "topic")}
+    assert set(guard.words) == looked_for
+    assert {"shit", "fuck", "hell", "damn", "kill yourself", "nigger"} <= set(guard.words)
+    assert not {"god", "gay", "sex", "hitler", "rum"} & set(guard.words)
+
+
+def test_word_file_is_well_formed():
+    """Every words.txt entry has a known category and flags, with no duplicate in a category."""
+    entries = wordlist.kit_entries()
+    assert len(entries) > 200
+    assert {e.category for e in entries} <= set(CATEGORIES) | {"allow"}
+    assert len({(e.word, e.category) for e in entries}) == len(entries)
+    assert all(e.word == e.word.strip().lower() for e in entries)
+    assert {e.word for e in entries if e.root} >= {"fuck", "shit", "cunt", "nigger"}
 
 
 def test_bp_list_is_read_from_the_installed_package():
@@ -46,16 +56,16 @@ def test_bp_list_is_read_from_the_installed_package():
     assert wordlist.better_profanity_words() == expected
 
 
-def test_kit_file_has_entries_better_profanity_lacks(guard):
-    """banned_words.txt adds entries (one of them multi-word) that better-profanity lacks."""
-    kit = wordlist.kit_words()
+def test_better_profanity_policy_is_the_seed_list():
+    """The better_profanity policy looks for better-profanity's list plus the seed file, all blocked."""
+    g = Guard(policy="better_profanity")
     bp = {w.lower() for w in wordlist.better_profanity_words()}
-    assert len(kit) >= 5
-    assert all(not w.startswith("#") and w == w.strip() for w in kit)
-    assert any(" " in w for w in kit)
-    assert not {w.lower() for w in kit} & bp
-    for word in kit:
-        assert guard.find(f"you {word}!") == [Match(4, 4 + len(word), word)]
+    seed = {w.lower() for w in wordlist.kit_words()}
+    assert set(g.words) == bp | seed
+    assert set(g.actions.values()) == {"block"}
+    for word in ("god", "kill", "gay", "rum", "kill yourself"):
+        assert g.is_profane(word), word
+    assert g.find("gay")[0].category == "topic" and g.find("aryan")[0].category == "unsorted"
 
 
 def test_default_guard_is_shared():
@@ -243,7 +253,8 @@ def test_match_offsets_refer_to_the_original_text(guard):
         ("fu\u200b\u200bck off", [(0, 6)]),
         ("a\u0301 fu\u0308ck", [(3, 8)]),
         ("…shit…", [(1, 5)]),
-        ("ｆｕｃｋ ｙｏｕ", [(0, 4)]),
+        ("ｆｕｃｋ ｔｈｅｍ", [(0, 4)]),
+        ("s\u0336h\u0336i\u0336t\u0336 ok", [(0, 8)]),
     ]
     for text, spans in cases:
         assert [(m.start, m.end) for m in guard.find(text)] == spans, text
@@ -252,8 +263,9 @@ def test_match_offsets_refer_to_the_original_text(guard):
 def test_match_is_a_frozen_dataclass(guard):
     """Match is an immutable dataclass with start, end and the canonical entry."""
     m = guard.find("oh FUCK")[0]
-    assert (m.start, m.end, m.word) == (3, 7, "fuck")
-    assert [f.name for f in dataclasses.fields(Match)] == ["start", "end", "word"]
+    assert (m.start, m.end, m.word, m.category, m.action) == (3, 7, "fuck", "obscenity", "block")
+    assert [f.name for f in dataclasses.fields(Match)] == ["start", "end", "word", "category", "action"]
+    assert m.masked
     with pytest.raises(dataclasses.FrozenInstanceError):
         m.start = 0
 
@@ -267,7 +279,7 @@ def test_repeated_and_adjacent_matches(guard):
 def test_longest_entry_wins(guard):
     """Where a longer entry matches, it is reported instead of its prefix."""
     assert guard.find("motherfucker")[0].word == "motherfucker"
-    assert guard.find("a$$hole")[0] == Match(0, 7, "asshole")
+    assert guard.find("a$$hole")[0] == Match(0, 7, "asshole", "obscenity", "block")
 
 
 def test_symbols_before_a_word_are_kept(guard):
@@ -285,18 +297,53 @@ _text_st = st.text(
 @settings(max_examples=300, deadline=None)
 @given(_text_st)
 def test_censor_keeps_everything_outside_matches(text):
-    """Outside the matched spans, censor leaves the text byte-identical."""
+    """Outside the masked spans, censor leaves the text byte-identical."""
     guard = default_guard()
     found = guard.find(text)
     rebuilt = []
     done = 0
     for m in found:
         assert done <= m.start < m.end <= len(text)
-        rebuilt += [text[done : m.start], "****"]
-        done = m.end
+        if m.masked:
+            rebuilt += [text[done : m.start], "****"]
+            done = m.end
     rebuilt.append(text[done:])
     assert guard.censor(text) == "".join(rebuilt)
-    assert guard.is_profane(text) == bool(found)
+    assert guard.is_profane(text) == any(m.action == "block" for m in found)
+
+
+# --------------------------------------------------------------------------
+# Compounds and uneven splits of root words
+
+
+@pytest.mark.parametrize(
+    "text", ["deltashit", "fuckface", "bullshitters", "shitbag", "horseshitty", "dumbfuckery", "motherfuckers",
+             "fu ck", "sh it", "cu nt", "bi tch", "piece of sh it", "fu-ck"],
+)
+def test_compounds_and_uneven_splits_are_caught(guard, text):
+    """A root glued into a compound, or split once by a separator, is found and masked as a whole."""
+    assert guard.is_profane(text)
+    censored = guard.censor(f"oh {text}!")
+    assert censored.count("****") == 1 and censored.startswith("oh ") and censored.endswith("****!")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Scunthorpe", "shitake", "shitakes", "mishits", "sniggering", "Matsushita", "Yamashita",
+     "arigatou gozaimashita", "shitsumon", "Wankel engine", "who re-elected him", "the bit changed",
+     "as shown above", "Sh, it is fine", "push it", "wash it", "a fun cake", "pi ss", "s hit"],
+)
+def test_allowed_words_and_ordinary_word_pairs_pass(guard, text):
+    """Scunthorpe-type words shielded by the allow list and ordinary word pairs are not flagged."""
+    assert guard.find(text) == []
+
+
+def test_compounds_are_bounded():
+    """A root glued to more than MAX_AFFIX letters is not a compound (and keeps hold-back bounded)."""
+    from kit.guardrails.matcher import MAX_AFFIX
+
+    assert default_guard().is_profane("x" * MAX_AFFIX + "shit")
+    assert not default_guard().is_profane("x" * (MAX_AFFIX + 1) + "shit")
 
 
 # --------------------------------------------------------------------------
@@ -306,14 +353,14 @@ def test_censor_keeps_everything_outside_matches(text):
 def test_multi_word_entries(guard):
     """Multi-word entries match with any short run of separators, or none."""
     for text in ("blow job", "blow  job", "blow-job", "BLOW_JOB", "blow . job"):
-        assert guard.find(text) == [Match(0, len(text), "blow job")], text
+        assert guard.find(text) == [Match(0, len(text), "blow job", "sexual", "mask")], text
     assert guard.censor("a blow\u00a0job") == "a ****"
     for text in ("kill yourself", "Kill   yourself", "kill-yourself", "killyourself"):
-        assert guard.find(text) == [Match(0, len(text), "kill yourself")], text
+        assert guard.find(text) == [Match(0, len(text), "kill yourself", "harm", "block")], text
     assert guard.censor("just kill yourself now") == "just **** now"
     assert guard.censor("2 girls 1 cup") == "****"
-    assert guard.find("son of a bitch")[0].word == "son-of-a-bitch"
-    assert not guard.is_profane("blow the job away")
+    assert guard.find("son of a bitch")[0].word == "son of a bitch"
+    assert not guard.find("blow the job away")
 
 
 def test_extra_words():
@@ -327,17 +374,19 @@ def test_extra_words():
 
 def test_allow_words():
     """allow_words removes entries from the list, whatever their case."""
-    g = Guard(allow_words=["God", "hell", "not-in-the-list"])
-    assert not g.is_profane("oh my god, what the hell")
+    g = Guard(allow_words=["crap", "hell", "not-in-the-list"])
+    assert not g.is_profane("oh crap, what the hell")
     assert g.is_profane("shit")
-    assert "god" not in g.words and "hell" not in g.words
-    assert default_guard().is_profane("oh my god")
+    assert "crap" not in g.words and "hell" not in g.words
+    assert default_guard().is_profane("oh crap")
+    assert Guard(allow_words=["deltashit"]).find("deltashit") == []  # shields a compound too
 
 
 def test_words_replace_the_default_list():
     """words=[...] replaces the default list entirely; extras still add to it."""
     g = Guard(words=["frak"], extra_words=["gorram"])
     assert g.words == ("frak", "gorram")
+    assert g.find("frak")[0].category == "custom"
     assert g.censor("frak this gorram shit") == "**** this **** shit"
 
 
@@ -456,8 +505,29 @@ def test_bench_run_and_cli(capsys):
     assert text == bench.make_text(2) and 1900 < len(text) <= 2048
     r = bench.run(size_kb=1, repeat=1)
     assert r["stream_equals_censor"] is True
-    assert r["guard_matches"] >= r["better_profanity_matches"] > 0
+    assert r["guard_matches"] > 0 and r["better_profanity_matches"] > 0
     assert r["speedup"] == pytest.approx(r["better_profanity_s"] / r["guard_s"])
     assert 0 <= r["stream_held_avg"] <= r["stream_held_max"] <= r["max_holdback"]
     assert bench.main(["--size-kb", "0.5", "--repeat", "1"]) == 0
     assert "guard/better_profanity speed-up:" in capsys.readouterr().out
+
+
+def test_census_meets_its_goals(capsys):
+    """On wordfreq's 5,000 most frequent words per language the default policy refuses at most 10
+    outside English, and in English only words of blocking categories."""
+    from kit.guardrails import bench
+
+    result = bench.census(top=5000, better_profanity=False)
+    assert set(result) == set(bench.CENSUS_LANGUAGES)
+    for lang, r in result.items():
+        assert r["words"] == 5000
+        if lang != "en":
+            assert len(r["flagged"]) <= 10, (lang, r["flagged"])
+    blocking = {c for c, a in default_guard().actions.items() if a == "block"}
+    assert set(result["en"]["flagged"].values()) <= blocking
+    assert {"shit", "fuck", "hell", "damn"} <= set(result["en"]["flagged"])
+    assert not {"god", "kill", "gay", "sexual", "murder", "fat", "hitler"} & set(result["en"]["flagged"])
+    assert bench.main(["--census", "--top", "200", "--lang", "de", "--lang", "sv"]) == 0
+    out = capsys.readouterr().out
+    assert "census: each word checked alone" in out and "[sv] better_profanity (" in out
+

@@ -24,17 +24,21 @@ CLEAN = [
     "analysis", "Essex", "shell", "button", "titanic", "grape", "document",
     "blow", "job", "kill", "you", "son", "of", "mother", "s", "h", "i", "t",
     "u", "k", "f", "as", "fun", "shi", "Hancock", "cumulative", "good",
-    "Straße", "ﬁne", "ǆ", "😀", "中文",
+    "Straße", "ﬁne", "ǆ", "😀", "中文", "455", "4.5.5", "10.4.5.5", "b00b", "45s", "aß",
+    "рот", "болит", "shitake", "mishit", "Scunthorpe's", "magna cum laude",
 ]
 BANNED = [
     "shit", "fuck", "ass", "bitch", "motherfucker", "kill yourself",
     "blow job", "2 girls 1 cup", "son-of-a-bitch", "a$$hole", "sh!+",
-    "masterbat*", "fuckers", "kys", "god",
+    "fuckers", "kys", "hell", "idiot", "kill", "Dick", "deltashit", "fuckface",
+    "dumbfuck",
 ]
 EVASIONS = [
     "s h i t", "f.u.c.k", "F-U-C-K", "Sh!t", "sh*t", "fück", "ｆｕｃｋ", "ѕhіt",
     "fu\u200bck", "sh\u00adit", "fu\u00a0ck", "fuuuck", '"shit"', "(shit)",
-    "**shit**", "f\u0308uck", "k y s", "kill   yourself", "fuckingshitmotherfucker",
+    "**shit**", "f\u0308uck", "k y s", "kill   yourself", "motherfucking",
+    "fu ck", "sh it", "5h1t", "a55hole", "s\u0336h\u0336i\u0336t\u0336", "ЅНІТ", "you ЅНІТ",
+    "b00bs", "bullshitters",
 ]
 SEPARATORS = [
     " ", " ", " ", "  ", ", ", ". ", "! ", "? ", "\n", " - ", "... ", "-", "_",
@@ -87,7 +91,11 @@ def _stream_and_check(guard: Guard, text: str, sizes: list[int]) -> str:
         assert guard.censor(prefix) == emitted
     emitted += stream.close()
     assert emitted == final
-    assert stream.censored == len(matches)
+    assert stream.censored == sum(m.masked for m in matches)
+    counts = {}
+    for m in matches:
+        counts[m.category] = counts.get(m.category, 0) + 1
+    assert stream.counts == counts
     return emitted
 
 
@@ -150,7 +158,7 @@ def test_longer_entry_is_awaited(guard):
 
 
 def test_clean_text_flows_without_delay(guard):
-    """Ordinary text is released as soon as each word is known to be harmless."""
+    """Ordinary text is released as soon as each word is complete and known to be harmless."""
     s = guard.stream()
     text = "The quick brown fox jumps over the lazy dog near Scunthorpe station. "
     held = []
@@ -159,16 +167,17 @@ def test_clean_text_flows_without_delay(guard):
         out += s.feed(text[i : i + 3])
         held.append(s.held)
     assert out == text and s.held == 0
-    assert max(held) <= 6  # at most the word being typed, plus a separator
+    assert max(held) <= len("Scunthorpe")  # at most the word being typed
 
 
 def test_holdback_bound(guard):
     """Held-back text never exceeds max_holdback, even for long partial matches."""
-    longest = "fuckingshitmotherfucker"
+    longest = "motherfucking"
     s = guard.stream()
     assert s.feed(longest[:-1]) == ""
     assert s.held == len(longest) - 1 <= guard.max_holdback
-    assert s.feed("r!") == "****!"
+    assert s.feed("g!") == ""  # "!" may still be a letter of a longer word
+    assert s.feed(" ") == "****! "
     for text in (
         "f" + "u" * 7 + "\u200b" * 3 + "c",
         "s h i t h e a d " * 3,
@@ -241,3 +250,9 @@ def test_stream_with_custom_words():
     s = g.stream()
     out = s.feed("fr") + s.feed("ak shit") + s.close()
     assert out == "**** shit"
+
+
+def test_lone_foreign_word_after_emitted_latin_text(guard):
+    """A Cyrillic word disguised after Latin text already emitted is still read in that context."""
+    text = "the the  assessment assessment Dickens \u0405\u041d\u0406\u0422 and \u0432\u043e\u0442 \u0440\u043e\u0442 "
+    assert _stream_and_check(guard, text, [1]) == "the the  assessment assessment Dickens **** and \u0432\u043e\u0442 \u0440\u043e\u0442 "

@@ -52,12 +52,15 @@ def test_replicas_pin_one_instance_per_gpu():
 
 def test_pipeline_parameters_carry_the_guard_settings():
     """Guard words, refusal and BLS mode reach the pipeline's config.pbtxt parameters."""
-    config = DeploymentConfig.gpu_default(guard=GuardConfig(extra_words=("zonk", "blärg"), refusal='No "thanks"'),
-                                          bls_mode="blocking", pipeline_instances=3)
+    guard = GuardConfig(extra_words=("zonk", "blärg"), refusal='No "thanks"', policy="better_profanity",
+                        actions={"topic": "count"})
+    config = DeploymentConfig.gpu_default(guard=guard, bls_mode="blocking", pipeline_instances=3)
     text = repository.pipeline_config(config, name="p", mode=config.bls_mode, instances=3)
     params = dict(re.findall(r'key: "(\w+)" value: \{ string_value: ("(?:[^"\\]|\\.)*") \}', text))
     assert json.loads(json.loads(params["extra_words"])) == ["zonk", "blärg"]
     assert json.loads(params["refusal"]) == 'No "thanks"'
+    assert json.loads(params["policy"]) == "better_profanity"
+    assert json.loads(json.loads(params["actions"])) == {"topic": "count"}
     assert json.loads(params["bls_mode"]) == "blocking" and "count: 3" in text
 
 
