@@ -59,16 +59,24 @@ def _serve(args) -> int:
         print(f"detached; state in {path}; stop with `python -m kit stop`")
         return 0
     _print_urls(record)
-    print("serving; Ctrl-C stops the server")
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    supervisor = None
+    if not args.no_supervise:
+        from kit.supervisor import Supervisor
+
+        supervisor = Supervisor(server, host=args.host, port=args.health_port or 0).start()
+        print(f"  {'health':12} {supervisor.health_url} (and /metrics: kit_model_recoveries_total)")
+    print(f"serving; Ctrl-C or SIGTERM drains requests in flight (up to {server.drain_s}s) and stops the server")
     try:
-        while not stop["now"] and server.process.poll() is None:
+        while not stop["now"] and (supervisor or server.process.poll() is None):
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
     finally:
-        server.stop()
+        if supervisor is not None:
+            supervisor.stop()
+        server.stop(drain=True)
     return 0
 
 
@@ -95,7 +103,7 @@ def _status(args) -> int:
 def _stop(args) -> int:
     from kit import server as srv
 
-    print("stopped" if srv.stop_detached() else "no detached server was running")
+    print("stopped" if srv.stop_detached(drain=True) else "no detached server was running")
     return 0
 
 
@@ -184,6 +192,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--metrics-port", type=int)
     s.add_argument("--timeout", type=float, default=900, help="seconds to wait for every model to be ready")
     s.add_argument("--detach", action="store_true", help="keep running in the background; see `kit status`/`kit stop`")
+    s.add_argument("--no-supervise", action="store_true",
+                   help="do not restart the server when it or a model's stub dies (foreground only)")
+    s.add_argument("--health-port", type=int, help="port of the supervisor's /health and /metrics (default: free)")
     s.set_defaults(func=_serve)
 
     s = sub.add_parser("status", help="is the detached server ready? which model is not, and why")

@@ -31,9 +31,11 @@ Then :func:`serve` replaces this process with ``tritonserver``
 (:func:`tritonserver_command`), without the hub token in its environment.
 
 Other subcommands: ``download`` (only step 2: the Kubernetes init container),
-``command`` (print the server command line), ``healthcheck [URL]`` (exit 0
-when the URL answers 200: compose's and the image's health check) and
-``check-image`` (run at image build time: can the guard models import?).
+``command`` (print the server command line), ``healthcheck [URL] [--live]``
+(exit 0 when the URL answers 200 and every model has as many live Python stubs
+as its config asks for: compose's and the image's health check, Kubernetes'
+readiness and liveness probes) and ``check-image`` (run at image build time:
+can the guard models import?).
 
 The token is never printed, logged, put into an error message or written to disk.
 """
@@ -56,11 +58,13 @@ from typing import Any, Callable, Mapping, Sequence
 from kit.config import DeploymentConfig
 from kit.exceptions import ConfigError, KitError, SetupError
 from kit.models import LLAMA3_REPO_ID, TOKEN_VARIABLES, download_model, is_complete, local_dir_for
+from kit.server import DRAIN_S, all_processes, missing_stubs, repository_index, stub_command_lines
 
 HTTP_PORT = 8000
 GRPC_PORT = 8001
 METRICS_PORT = 8002
 READY_URL = f"http://localhost:{HTTP_PORT}/v2/health/ready"
+LIVE_URL = f"http://localhost:{HTTP_PORT}/v2/health/live"
 
 # Shared memory of Triton's Python backend (NVIDIA's vLLM backend is one too):
 # every model instance maps a region of shm-default-byte-size in /dev/shm and
@@ -297,6 +301,7 @@ def tritonserver_command(settings: Settings, repository: Path | str, binary: str
         f"--grpc-port={GRPC_PORT}",
         f"--metrics-port={METRICS_PORT}",
         "--allow-metrics=true",
+        f"--exit-timeout-secs={DRAIN_S}",
         f"--backend-config=python,shm-default-byte-size={SHM_DEFAULT_BYTES}",
         f"--backend-config=python,shm-growth-byte-size={SHM_GROWTH_BYTES}",
         f"--log-verbose={settings.log_verbose}",
@@ -353,8 +358,21 @@ def serve(
 # --------------------------------------------------------------------------- health and image checks
 
 
-def healthcheck(url: str = READY_URL, timeout: float = 5.0) -> int:
-    """0 when ``url`` answers HTTP 200, else 1 (Docker's HEALTHCHECK contract)."""
+def healthcheck(
+    url: str = READY_URL,
+    timeout: float = 5.0,
+    *,
+    repository: Path | str | None = None,
+    stubs: Callable[[], list[str]] = lambda: stub_command_lines(all_processes()),
+) -> int:
+    """0 when ``url`` answers HTTP 200 and no model lost a stub, else 1 (Docker's HEALTHCHECK contract).
+
+    Triton keeps a model READY (and ``/v2/health/*`` green) after one of its Python stub
+    processes died, while the requests routed to that stub fail. So the check also counts
+    each READY model's live stubs (``repository``: default ``MODEL_REPOSITORY``) against its
+    ``config.pbtxt``, as ``kit status`` does: a container or pod that lost one is unhealthy
+    and gets restarted.
+    """
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
             status = resp.status
@@ -363,8 +381,17 @@ def healthcheck(url: str = READY_URL, timeout: float = 5.0) -> int:
     except (urllib.error.URLError, OSError) as exc:
         print(f"unhealthy: {url}: {getattr(exc, 'reason', exc)}")
         return 1
-    print(f"{'healthy' if status == 200 else 'unhealthy'}: {url} answered {status}")
-    return 0 if status == 200 else 1
+    if status != 200:
+        print(f"unhealthy: {url} answered {status}")
+        return 1
+    repository = Path(repository or os.environ.get("MODEL_REPOSITORY", "").strip() or DEFAULT_REPOSITORY)
+    base = url.split("/v2/", 1)[0]
+    lost = missing_stubs(repository, repository_index(base), stubs())
+    if lost:
+        print("unhealthy: " + "; ".join(f"{name}: {why}" for name, why in lost.items()))
+        return 1
+    print(f"healthy: {url} answered {status}; every model has its stubs")
+    return 0
 
 
 def check_image(
@@ -428,8 +455,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("serve", help="download the model if needed, build the repository, exec tritonserver (default)")
     sub.add_parser("download", help="only make sure the model is in MODELS_DIR (Kubernetes init container)")
     sub.add_parser("command", help="build the repository and print the tritonserver command line")
-    health = sub.add_parser("healthcheck", help="exit 0 when the URL answers 200")
-    health.add_argument("url", nargs="?", default=READY_URL)
+    health = sub.add_parser("healthcheck", help="exit 0 when the URL answers 200 and every model has its stubs")
+    health.add_argument("url", nargs="?", default=None, help=f"default {READY_URL} ({LIVE_URL} with --live)")
+    health.add_argument("--live", action="store_true", help="liveness: ask /v2/health/live instead of ready")
     sub.add_parser("check-image", help="verify the image at build time (imports, numpy, backends)")
     return parser
 
@@ -439,7 +467,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     action = args.action or "serve"
     try:
         if action == "healthcheck":
-            return healthcheck(args.url)
+            return healthcheck(args.url or (LIVE_URL if args.live else READY_URL))
         if action == "check-image":
             for fact in check_image():
                 _say(fact)

@@ -37,6 +37,10 @@ from kit.models import TOKEN_VARIABLES, project_root
 
 READY_TIMEOUT_S = 600.0
 STATE_FILE = "server.json"
+# Seconds Triton lets requests in flight finish after SIGTERM (``--exit-timeout-secs``): it
+# refuses new requests at once, lets streams run to their end, then exits. Kubernetes'
+# terminationGracePeriodSeconds and compose's stop_grace_period are sized from it.
+DRAIN_S = 30
 
 
 def kit_dir() -> Path:
@@ -167,6 +171,23 @@ def repository_index(http_url: str) -> list[dict]:
         return []
 
 
+# Gauges whose sum is the work in flight: the guarded pipeline's requests and the engine's own.
+IN_FLIGHT_GAUGES = ("kit_pipeline_requests_in_flight", "vllm:num_requests_running", "vllm:num_requests_waiting")
+
+
+def requests_in_flight(metrics_url: str) -> float | None:
+    """Requests in flight by the :data:`IN_FLIGHT_GAUGES` on the metrics port, None when it does not answer."""
+    code, body = _get(f"{metrics_url}/metrics")
+    if code != 200:
+        return None
+    total = 0.0
+    for line in body.decode(errors="replace").splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in IN_FLIGHT_GAUGES:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
 def is_ready(http_url: str) -> bool:
     return _get(f"{http_url}/v2/health/ready")[0] == 200
 
@@ -250,6 +271,7 @@ class Server:
         installation: Installation | None = None,
         extra_args: Iterable[str] = (),
         env: Mapping[str, str] | None = None,
+        drain_s: int = DRAIN_S,
     ):
         self.repository = Path(repository).resolve()
         if not self.repository.is_dir():
@@ -266,6 +288,7 @@ class Server:
         self.installation = installation
         self.extra_args = list(extra_args)
         self.extra_env = dict(env or {})
+        self.drain_s = drain_s
         self.process: subprocess.Popen | None = None
 
     # ---- command line
@@ -288,6 +311,7 @@ class Server:
             # 1 MB, grown 1 MB at a time while hundreds of streams are in flight)
             "--backend-config=python,shm-default-byte-size=16777216",
             "--backend-config=python,shm-growth-byte-size=8388608",
+            f"--exit-timeout-secs={self.drain_s}",
             "--log-verbose=0",
             *self.extra_args,
         ]
@@ -362,15 +386,39 @@ class Server:
         lines = "\n".join(_failure_lines(text))
         return f"{what}\n{lines}\nfull log: {self.log_file}".replace("\n\n", "\n")
 
-    def stop(self, timeout: float = 20.0) -> None:
+    def stop(self, timeout: float = 20.0, *, drain: bool = True) -> None:
+        """Stop the server and every process it started.
+
+        ``drain`` (the default) sends SIGTERM to ``tritonserver`` alone first: it refuses new
+        requests and lets those in flight finish for up to :attr:`drain_s` seconds, then exits.
+        Whatever is left of its session (stubs, vLLM engine processes) is then ended by
+        :func:`kill_session`. ``drain=False`` ends the whole session at once.
+        """
         if self.process is None:
             return
+        if drain and self.process.poll() is None:
+            drain_server(self.process.pid, self.endpoints.metrics_url, self.drain_s, exited=lambda: self.process.poll() is not None)
         kill_session(self.process.pid, timeout=timeout)
         try:
             self.process.wait(timeout=5)
         except subprocess.TimeoutExpired:  # pragma: no cover - kill_session already SIGKILLed it
             pass
         self.process = None
+
+    def restart(self, *, timeout: float = READY_TIMEOUT_S, progress: Callable[[str], None] | None = None) -> "Server":
+        """End every process of the server at once and start it again on the same ports.
+
+        No drain: a server that lost a stub cannot drain (Triton waits for the requests
+        routed to the dead stub, which never finish), and its clients are better served by
+        an immediate error than by a wait of :attr:`drain_s` seconds.
+        """
+        old = self.process
+        self.stop(drain=False)
+        if old is not None:
+            _wait_ports_free(self.endpoints)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.log_file = self.log_file.with_name(f"tritonserver-{stamp}-{os.getpid()}-restart.log")
+        return self.start(timeout=timeout, progress=progress)
 
     @property
     def pid(self) -> int | None:
@@ -392,6 +440,49 @@ class Server:
             "repository": str(self.repository),
             "log": str(self.log_file),
         }
+
+
+def drain_server(pid: int, metrics_url: str, drain_s: float = DRAIN_S, *, exited: Callable[[], bool] | None = None) -> None:
+    """SIGTERM ``tritonserver`` alone and wait until it exits or nothing is in flight, at most ``drain_s`` + 10 s.
+
+    On SIGTERM Triton refuses new requests (HTTP closes its port; gRPC answers "Request for
+    unknown model ... has no available versions") and lets those in flight finish. But it
+    counts a decoupled request as in flight only until ``execute`` returns, so after the
+    last stream it waits out its whole exit timeout for the Python models to unload. The
+    kit's gauges (:data:`IN_FLIGHT_GAUGES`) know better: once they show nothing in flight
+    for a second, the caller may end the rest of the session (:func:`kill_session`).
+    """
+    exited = exited or (lambda: not pid_alive(pid))
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + drain_s + 10
+    idle_since = None
+    while time.monotonic() < deadline and not exited():
+        if requests_in_flight(metrics_url) == 0:
+            idle_since = idle_since or time.monotonic()
+            if time.monotonic() - idle_since >= 1.0:
+                return
+        else:
+            idle_since = None
+        time.sleep(0.25)
+
+
+def _wait_ports_free(endpoints: Endpoints, timeout: float = 30.0) -> None:
+    """Wait until nothing listens on the server's ports any more (a new server must bind them)."""
+    ports = [int(url.rsplit(":", 1)[1]) for url in (endpoints.http_url, endpoints.grpc_url, endpoints.metrics_url)]
+    host = endpoints.http_url.split("//", 1)[1].rsplit(":", 1)[0]
+    deadline = time.monotonic() + timeout
+    for port in ports:
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    sock.bind((host, port))
+                    break
+                except OSError:
+                    time.sleep(0.2)
 
 
 def _default_progress() -> Callable[[str], None]:
@@ -466,25 +557,33 @@ def expected_stubs(config_text: str) -> int | None:
     return total
 
 
-def dead_stubs(state: dict, models: list[dict]) -> dict[str, str]:
-    """READY models that lost stub processes, with what was lost (Triton 2.51 keeps them READY).
-
-    A stub's command line names its model's folder in the repository. A model with no
-    live stub cannot answer; one that lost some of its instances fails the requests
-    Triton still routes to them ("Stub process ... is not healthy"). Either way only a
-    restart brings the stubs back.
-    """
-    pid = state.get("pid")
-    if not pid:
-        return {}
-    repo = state.get("repository", "")
-    cmdlines = []
-    for proc in _session_processes(pid):
+def stub_command_lines(pids: Iterable[int]) -> list[str]:
+    """The command lines of the Triton Python stubs among ``pids`` (one stub per model instance)."""
+    lines = []
+    for pid in pids:
         try:
-            cmdlines.append(Path(f"/proc/{proc}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+            line = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-    stubs = [c for c in cmdlines if "triton_python_backend_stub" in c]
+        if "triton_python_backend_stub" in line:
+            lines.append(line)
+    return lines
+
+
+def all_processes() -> list[int]:
+    """Every live process this user can see (inside a container: the server and its stubs)."""
+    return [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit()]
+
+
+def missing_stubs(repository: Path | str, models: list[dict], stubs: list[str]) -> dict[str, str]:
+    """READY models with fewer live stubs than their ``config.pbtxt`` asks for, with what was lost.
+
+    ``models`` is the server's repository index, ``stubs`` the stub command lines
+    (:func:`stub_command_lines`): a stub's command line names its model's folder in the
+    repository. Triton 2.51 keeps such a model READY and keeps routing requests to the dead
+    stub, where they fail ("Stub process ... is not healthy") or never end.
+    """
+    repo = str(repository).rstrip("/")
     dead = {}
     for model in models:
         if model.get("state") != "READY":
@@ -498,6 +597,14 @@ def dead_stubs(state: dict, models: list[dict]) -> dict[str, str]:
             dead[model["name"]] = (f"{expected - live} of its {expected} Python stub processes died; requests routed "
                                    "to them fail; restart the server")
     return dead
+
+
+def dead_stubs(state: dict, models: list[dict]) -> dict[str, str]:
+    """:func:`missing_stubs` of the detached server recorded in ``state``."""
+    pid = state.get("pid")
+    if not pid:
+        return {}
+    return missing_stubs(state.get("repository", ""), models, stub_command_lines(_session_processes(pid)))
 
 
 def status(state: dict | None = None) -> dict:
@@ -543,13 +650,18 @@ def restart_detached(timeout: float = READY_TIMEOUT_S) -> Server:
     return server
 
 
-def stop_detached() -> bool:
-    """Stop the server recorded in ``.kit/server.json``; True when one was running."""
+def stop_detached(*, drain: bool = False) -> bool:
+    """Stop the server recorded in ``.kit/server.json``; True when one was running.
+
+    ``drain``: let the requests in flight finish first (:func:`drain_server`).
+    """
     state = read_state()
     if not state:
         return False
     pid = state.get("pid")
     was_running = pid_alive(pid)
+    if was_running and drain:
+        drain_server(pid, state["metrics_url"])
     if pid:
         kill_session(pid)
     state_path().unlink(missing_ok=True)

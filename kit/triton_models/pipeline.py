@@ -26,6 +26,7 @@ from kit.exceptions import RequestError
 from kit.guardrails import Guard
 from kit.pipeline import PromptFormatter, check_request, llm_sampling_json
 from kit.triton_models import tensors
+from kit.triton_models.load_gauges import LoadGauges
 from kit.triton_models.vllm_backend import ABORT_PARAMETER, ID_PARAMETER
 
 MAX_WORKERS = 1024
@@ -147,6 +148,7 @@ class TritonPythonModel:
         self.formatter = PromptFormatter.load(params["tokenizer"], int(max_len) if max_len else None)
         self.max_context = self.formatter.max_context
         self.metrics = GuardMetrics(self.name)
+        self.load = LoadGauges(self.name)
         self.keeper = IteratorKeeper()
         self.pool = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="bls") if self.mode == "async" else None
         pb_utils.Logger.log_info(f"{self.name}: bls_mode={self.mode}, context={self.max_context}")
@@ -154,6 +156,8 @@ class TritonPythonModel:
     def execute(self, requests):
         for request in requests:
             sender = request.get_response_sender()
+            self.load.add("in_flight", 1)
+            self.load.add("waiting", 1)
             if self.pool is None:
                 self._handle(request, sender)
             else:
@@ -171,6 +175,7 @@ class TritonPythonModel:
     def _handle(self, request, sender) -> None:
         """Answer one request completely; every path ends with a final flag."""
         self.metrics.add("requests")
+        waiting = [True]  # until the LLM's first token (cleared by _generate)
         try:
             req = check_request(
                 tensors.text(request, "text_input"),
@@ -188,7 +193,7 @@ class TritonPythonModel:
                 sender.send(self._respond(self.refusal, True, 0), flags=tensors.FINAL)
                 return
             prompt = self.formatter.format(req)
-            self._generate(req, prompt, sender)
+            self._generate(req, prompt, sender, waiting)
         except RequestError as exc:
             self.metrics.add("errors")
             tensors.send_error(sender, str(exc))
@@ -196,6 +201,10 @@ class TritonPythonModel:
             self.metrics.add("errors")
             pb_utils.Logger.log_error(f"{self.name}: request failed: {exc!r}")
             tensors.send_error(sender, f"pipeline failed: {exc}", pb_utils.TritonError.INTERNAL)
+        finally:
+            self.load.add("in_flight", -1)
+            if waiting[0]:
+                self.load.add("waiting", -1)
 
     def _cancel(self, responses, request_id: str) -> None:
         """Cancel the LLM request and drain its responses (abandoning a BLS stream crashes the server)."""
@@ -215,7 +224,7 @@ class TritonPythonModel:
         for _ in responses:
             pass
 
-    def _generate(self, req, prompt: str, sender) -> None:
+    def _generate(self, req, prompt: str, sender, waiting: list) -> None:
         request_id = uuid.uuid4().hex
         llm_request = pb_utils.InferenceRequest(
             model_name=self.llm_model,
@@ -236,6 +245,9 @@ class TritonPythonModel:
         responses = llm_request.exec(decoupled=True)
         try:
             for response in responses:
+                if waiting[0]:
+                    waiting[0] = False
+                    self.load.add("waiting", -1)
                 if response.has_error():  # an error response is the stream's last
                     message = f"{self.llm_model}: {response.error().message()}"
                     if response.error().code() != pb_utils.TritonError.INVALID_ARG:
@@ -279,4 +291,5 @@ class TritonPythonModel:
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
         self.metrics.close()
+        self.load.close()
         self.keeper.clear()

@@ -1,0 +1,63 @@
+"""The guarded pipeline's load, as gauges on Triton's metrics port: the autoscaling signal.
+
+NVIDIA's vLLM backend in the Docker image exports counters and histograms only, so a
+queue gauge such as ``vllm:num_requests_waiting`` does not exist there. The pipeline is
+the kit's own code in every runtime (the pip-installed server and NVIDIA's image), so it
+counts its own load:
+
+* ``kit_pipeline_requests_in_flight{model}``: requests accepted and not yet answered;
+* ``kit_pipeline_waiting_first_token{model}``: requests still waiting for the LLM's first
+  token (queued in the engine or in prefill). A lasting non-zero value means the engine
+  cannot take more work: that is what ``deploy/k8s/hpa.yaml`` scales on.
+
+Worker threads only change plain integers under a lock; one thread hands the values to
+Triton every :data:`FLUSH_S` seconds (Triton 2.51's Python backend crashed when many
+threads called its metric API at once).
+"""
+
+from __future__ import annotations
+
+import threading
+
+FLUSH_S = 0.5
+NAMES = {
+    "in_flight": ("kit_pipeline_requests_in_flight", "Requests accepted by the guarded pipeline and not yet answered"),
+    "waiting": ("kit_pipeline_waiting_first_token", "Pipeline requests waiting for the LLM's first token"),
+}
+
+
+class LoadGauges:
+    def __init__(self, model: str):
+        import triton_python_backend_utils as pb_utils  # only inside Triton's stub (NAMES is read outside)
+
+        self.families = []  # Triton needs each family to outlive its metrics
+        self.metrics = {}
+        for key, (name, description) in NAMES.items():
+            family = pb_utils.MetricFamily(name=name, description=description, kind=pb_utils.MetricFamily.GAUGE)
+            self.families.append(family)
+            self.metrics[key] = family.Metric(labels={"model": model})
+        self.values = dict.fromkeys(NAMES, 0)
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="load-gauges", daemon=True)
+        self.thread.start()
+
+    def add(self, key: str, delta: int) -> None:
+        with self.lock:
+            self.values[key] += delta
+
+    def flush(self) -> None:
+        with self.lock:
+            values = dict(self.values)
+        for key, value in values.items():
+            self.metrics[key].set(value)
+
+    def _run(self) -> None:
+        while not self.stopped.wait(FLUSH_S):
+            self.flush()
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=5)
+        self.metrics.clear()  # the metrics before their families (the other order crashes the stub)
+        self.families.clear()
