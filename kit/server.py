@@ -507,10 +507,13 @@ def state_path() -> Path:
     return kit_dir() / STATE_FILE
 
 
-def write_state(server: Server) -> Path:
+def write_state(server: Server, **extra) -> Path:
+    """Record a detached server (and ``extra``, e.g. its supervisor's pid) in ``.kit/server.json``."""
     path = state_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(server.record(), indent=2) + "\n")
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps({**server.record(), **extra}, indent=2) + "\n")
+    temporary.replace(path)  # readers never see half a record
     return path
 
 
@@ -624,11 +627,16 @@ def status(state: dict | None = None) -> dict:
     report = {**state, "running": alive, "ready": ready, "models": models}
     log = Path(state.get("log", ""))
     errors = _failure_lines(log.read_text(errors="replace"), limit=5) if log.is_file() else []
-    if not alive:
+    if not alive and pid_alive(state.get("supervisor_pid")):
+        report["message"] = f"server process {state.get('pid')} is gone; its supervisor is restarting it"
+    elif not alive:
         report["message"] = f"server process {state.get('pid')} is gone; see {log}"
     elif not_ready or not ready:
         names = ", ".join(f"{m['name']} ({m.get('state')}: {m.get('reason', '')})" for m in not_ready) or "server"
-        report["message"] = f"NOT READY: {names}; restart with `python -m kit stop && python -m kit serve --detach`"
+        fix = ("its supervisor restores it within a minute or two (see "
+               f"{state['health_url']})" if pid_alive(state.get("supervisor_pid")) else
+               "restart with `python -m kit stop && python -m kit serve --detach`")
+        report["message"] = f"NOT READY: {names}; {fix}"
     else:
         report["message"] = "ready"
     report["errors"] = errors
@@ -660,7 +668,16 @@ def stop_detached(*, drain: bool = False) -> bool:
         return False
     pid = state.get("pid")
     was_running = pid_alive(pid)
-    if was_running and drain:
+    supervisor = state.get("supervisor_pid")
+    if pid_alive(supervisor):
+        # The supervisor drains and stops its server on SIGTERM (and must not restart it).
+        os.kill(supervisor, signal.SIGTERM)
+        deadline = time.monotonic() + DRAIN_S + 40
+        while pid_alive(supervisor) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if pid_alive(supervisor):
+            os.kill(supervisor, signal.SIGKILL)
+    elif was_running and drain:
         drain_server(pid, state["metrics_url"])
     if pid:
         kill_session(pid)
