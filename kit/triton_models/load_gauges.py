@@ -5,10 +5,13 @@ queue gauge such as ``vllm:num_requests_waiting`` does not exist there. The pipe
 the kit's own code in every runtime (the pip-installed server and NVIDIA's image), so it
 counts its own load:
 
-* ``kit_pipeline_requests_in_flight{model}``: requests accepted and not yet answered;
-* ``kit_pipeline_waiting_first_token{model}``: requests still waiting for the LLM's first
-  token (queued in the engine or in prefill). A lasting non-zero value means the engine
-  cannot take more work: that is what ``deploy/k8s/hpa.yaml`` scales on.
+* ``kit_pipeline_requests_in_flight{model,instance}``: requests accepted and not yet answered;
+* ``kit_pipeline_waiting_first_token{model,instance}``: requests still waiting for the LLM's
+  first token (queued in the engine or in prefill). A lasting non-zero value means the
+  engine cannot take more work: that is what ``deploy/k8s/hpa.yaml`` scales on.
+
+Each model instance (a stub process of its own) sets its own series: two instances with
+the same labels would overwrite each other's value. The pod's load is the sum.
 
 Worker threads only change plain integers under a lock; one thread hands the values to
 Triton every :data:`FLUSH_S` seconds (Triton 2.51's Python backend crashed when many
@@ -27,7 +30,7 @@ NAMES = {
 
 
 class LoadGauges:
-    def __init__(self, model: str):
+    def __init__(self, model: str, instance: str):
         import triton_python_backend_utils as pb_utils  # only inside Triton's stub (NAMES is read outside)
 
         self.families = []  # Triton needs each family to outlive its metrics
@@ -35,7 +38,7 @@ class LoadGauges:
         for key, (name, description) in NAMES.items():
             family = pb_utils.MetricFamily(name=name, description=description, kind=pb_utils.MetricFamily.GAUGE)
             self.families.append(family)
-            self.metrics[key] = family.Metric(labels={"model": model})
+            self.metrics[key] = family.Metric(labels={"model": model, "instance": instance})
         self.values = dict.fromkeys(NAMES, 0)
         self.lock = threading.Lock()
         self.stopped = threading.Event()

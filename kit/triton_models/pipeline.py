@@ -148,7 +148,7 @@ class TritonPythonModel:
         self.formatter = PromptFormatter.load(params["tokenizer"], int(max_len) if max_len else None)
         self.max_context = self.formatter.max_context
         self.metrics = GuardMetrics(self.name)
-        self.load = LoadGauges(self.name)
+        self.load = LoadGauges(self.name, args["model_instance_name"])
         self.keeper = IteratorKeeper()
         self.pool = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="bls") if self.mode == "async" else None
         pb_utils.Logger.log_info(f"{self.name}: bls_mode={self.mode}, context={self.max_context}")
