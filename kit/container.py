@@ -58,22 +58,15 @@ from typing import Any, Callable, Mapping, Sequence
 from kit.config import DeploymentConfig
 from kit.exceptions import ConfigError, KitError, SetupError
 from kit.models import LLAMA3_REPO_ID, TOKEN_VARIABLES, download_model, is_complete, local_dir_for
-from kit.server import DRAIN_S, all_processes, missing_stubs, repository_index, stub_command_lines
+from kit import launcher
+from kit.processes import processes, stub_command_lines
+from kit.server import missing_stubs, repository_index
 
 HTTP_PORT = 8000
 GRPC_PORT = 8001
 METRICS_PORT = 8002
 READY_URL = f"http://localhost:{HTTP_PORT}/v2/health/ready"
 LIVE_URL = f"http://localhost:{HTTP_PORT}/v2/health/live"
-
-# Shared memory of Triton's Python backend (NVIDIA's vLLM backend is one too):
-# every model instance maps a region of shm-default-byte-size in /dev/shm and
-# grows it by shm-growth-byte-size when a request does not fit. The backend's
-# 1 MiB default grows on the first long prompt or answer; 32 MiB covers the
-# pipeline's text tensors without growing, and a handful of instances stays far
-# below the 2 GiB /dev/shm that docker-compose.yml and the Kubernetes pod give.
-SHM_DEFAULT_BYTES = 32 * 1024 * 1024
-SHM_GROWTH_BYTES = 16 * 1024 * 1024
 
 DEFAULT_MODELS_DIR = "/models"
 DEFAULT_REPOSITORY = "/tmp/model_repository"
@@ -293,29 +286,20 @@ def build_repository(config: DeploymentConfig, out_dir: Path | str) -> Path:
 
 
 def tritonserver_command(settings: Settings, repository: Path | str, binary: str = "tritonserver") -> list[str]:
-    """The ``tritonserver`` command line: fixed ports, the repository, Python-backend shared memory."""
-    return [
-        binary,
-        f"--model-repository={repository}",
-        f"--http-port={HTTP_PORT}",
-        f"--grpc-port={GRPC_PORT}",
-        f"--metrics-port={METRICS_PORT}",
-        "--allow-metrics=true",
-        f"--exit-timeout-secs={DRAIN_S}",
-        f"--backend-config=python,shm-default-byte-size={SHM_DEFAULT_BYTES}",
-        f"--backend-config=python,shm-growth-byte-size={SHM_GROWTH_BYTES}",
-        f"--log-verbose={settings.log_verbose}",
-        *settings.extra_args,
-    ]
+    """The ``tritonserver`` command line (:func:`kit.launcher.command`): fixed ports on every interface."""
+    return launcher.command(binary, launcher.Launch(
+        repository=repository,
+        http_port=HTTP_PORT,
+        grpc_port=GRPC_PORT,
+        metrics_port=METRICS_PORT,
+        log_verbose=settings.log_verbose,
+        extra_args=settings.extra_args,
+    ))
 
 
 def server_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The server's environment: this one without the hub token (the weights are local by now)."""
-    env = dict(os.environ if env is None else env)
-    for name in TOKEN_VARIABLES:
-        env.pop(name, None)
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    return env
+    """The server's environment (:func:`kit.launcher.environment`): this one without the hub token."""
+    return launcher.environment(env)
 
 
 def prepare(
@@ -363,7 +347,7 @@ def healthcheck(
     timeout: float = 5.0,
     *,
     repository: Path | str | None = None,
-    stubs: Callable[[], list[str]] = lambda: stub_command_lines(all_processes()),
+    stubs: Callable[[], list[str]] = lambda: stub_command_lines(processes()),
 ) -> int:
     """0 when ``url`` answers HTTP 200 and no model lost a stub, else 1 (Docker's HEALTHCHECK contract).
 

@@ -33,15 +33,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, make_wsgi_app
 
-from kit.server import (
-    READY_TIMEOUT_S,
-    Server,
-    _session_processes,
-    is_ready,
-    missing_stubs,
-    repository_index,
-    stub_command_lines,
-)
+from kit.processes import session_processes, stub_command_lines
+from kit.server import READY_TIMEOUT_S, Server, is_ready, missing_stubs, repository_index
 
 INTERVAL_S = 1.0
 
@@ -67,7 +60,7 @@ def check(server: Server) -> dict[str, str]:
         code = server.process.poll() if server.process else None
         return {"server": f"tritonserver is not running (exit code {code})"}
     models = repository_index(server.endpoints.http_url)
-    problems = missing_stubs(server.repository, models, stub_command_lines(_session_processes(server.pid)))
+    problems = missing_stubs(server.repository, models, stub_command_lines(session_processes(server.pid)))
     if not problems and not (models and is_ready(server.endpoints.http_url)):
         problems["server"] = "not ready: " + (", ".join(f"{m['name']} {m.get('state')}" for m in models) or "no answer")
     return problems

@@ -37,7 +37,8 @@ from dataclasses import dataclass, field
 from kit.client import Client
 from kit.config import PIPELINE_MODEL
 from kit.exceptions import InferenceError
-from kit.server import Server, _session_processes, stub_command_lines
+from kit.processes import session_processes, stub_command_lines
+from kit.server import Server
 
 KINDS = ("stream", "generate", "http_stream", "cancel", "disconnect", "bad_input")
 WEIGHTS = (35, 20, 10, 15, 10, 10)
@@ -92,7 +93,7 @@ def session_rss_mib(server: Server) -> float:
     import psutil
 
     total = 0
-    for pid in _session_processes(server.pid):
+    for pid in session_processes(server.pid):
         try:
             total += psutil.Process(pid).memory_info().rss
         except psutil.Error:
@@ -186,7 +187,7 @@ def _one(server: Server, kind: str, rng: random.Random, hang_s: float) -> None:
 def _pipeline_stubs(server: Server) -> list[int]:
     needle = f"{server.repository}/{PIPELINE_MODEL}/"
     pids = []
-    for pid in _session_processes(server.pid):
+    for pid in session_processes(server.pid):
         lines = stub_command_lines([pid])
         if lines and needle in lines[0]:
             pids.append(pid)

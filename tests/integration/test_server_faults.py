@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kit import repository
+from kit import processes, repository
 from kit import server as srv
 from kit.client import Client
 from kit.config import LLM_MODEL, PIPELINE_MODEL, DeploymentConfig
@@ -46,7 +46,7 @@ def detached(tmp_path_factory, tiny_model):
 
 
 def _session_files(server) -> list[Path]:
-    return [Path(f"/proc/{pid}") for pid in srv._session_processes(server.pid)]
+    return [Path(f"/proc/{pid}") for pid in processes.session_processes(server.pid)]
 
 
 def test_token_is_in_no_process_log_or_artefact(detached):
@@ -124,7 +124,7 @@ def test_stop_leaves_no_process_behind(detached):
 
     state = srv.read_state()
     assert srv.stop_detached()
-    assert srv._session_processes(state["pid"]) == []
+    assert processes.session_processes(state["pid"]) == []
     port = int(state["http_url"].rsplit(":", 1)[1])
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # closed connections may linger in TIME_WAIT

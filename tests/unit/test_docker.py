@@ -18,6 +18,7 @@ import yaml
 from dockerfile_parse import DockerfileParser
 
 from kit import container
+from kit import launcher
 from kit import server as srv
 from kit.config import DeploymentConfig
 
@@ -181,7 +182,7 @@ def test_shm_size_fits_python_backend(path):
     instances = config.llm_instances + config.pipeline_instances + config.postprocess_instances
     shm = size_bytes(load(path)["services"]["triton"]["shm_size"])
     assert shm >= 1024**3
-    assert shm >= 8 * instances * container.SHM_DEFAULT_BYTES
+    assert shm >= 8 * instances * launcher.SHM_DEFAULT_BYTES
     assert shm > 64 * 1024**2
 
 
