@@ -242,7 +242,9 @@ class Server:
         if self.process is None:
             return
         if drain and self.process.poll() is None:
-            drain_server(self.process.pid, self.endpoints.metrics_url, self.drain_s, exited=lambda: self.process.poll() is not None)
+            process = self.process
+            drain_server(process.pid, self.endpoints.metrics_url, self.drain_s,
+                         exited=lambda: process.poll() is not None)
         kill_session(self.process.pid, timeout=timeout)
         try:
             self.process.wait(timeout=5)
@@ -287,7 +289,8 @@ class Server:
         }
 
 
-def drain_server(pid: int, metrics_url: str, drain_s: float = DRAIN_S, *, exited: Callable[[], bool] | None = None) -> None:
+def drain_server(pid: int, metrics_url: str, drain_s: float = DRAIN_S, *,
+                 exited: Callable[[], bool] | None = None) -> None:
     """SIGTERM ``tritonserver`` alone and wait until it exits or nothing is in flight, at most ``drain_s`` + 10 s.
 
     On SIGTERM Triton refuses new requests (HTTP closes its port; gRPC answers "Request for
