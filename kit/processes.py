@@ -67,6 +67,12 @@ def stub_command_lines(pids) -> list[str]:
     return [line for line in map(command_line, pids) if line and STUB_BINARY in line]
 
 
+def model_stubs(sid: int, repository: Path | str, model: str) -> list[int]:
+    """The stub processes of ``model`` (one per instance) in session ``sid``: their command line names its folder."""
+    needle = f"{str(repository).rstrip('/')}/{model}/"
+    return [pid for pid in session_processes(sid) if any(needle in line for line in stub_command_lines([pid]))]
+
+
 def kill_session(sid: int, timeout: float = 20.0) -> None:
     """SIGTERM every process of the session, then SIGKILL whatever is left after ``timeout``."""
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):

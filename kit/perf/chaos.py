@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from kit.client import Client
 from kit.config import PIPELINE_MODEL
 from kit.exceptions import InferenceError
-from kit.processes import session_processes, stub_command_lines
+from kit.processes import model_stubs, session_processes
 from kit.server import Server
 
 KINDS = ("stream", "generate", "http_stream", "cancel", "disconnect", "bad_input")
@@ -184,16 +184,6 @@ def _one(server: Server, kind: str, rng: random.Random, hang_s: float) -> None:
     return None
 
 
-def _pipeline_stubs(server: Server) -> list[int]:
-    needle = f"{server.repository}/{PIPELINE_MODEL}/"
-    pids = []
-    for pid in session_processes(server.pid):
-        lines = stub_command_lines([pid])
-        if lines and needle in lines[0]:
-            pids.append(pid)
-    return pids
-
-
 def soak(
     server: Server,
     supervisor,
@@ -233,7 +223,7 @@ def soak(
     def chaos() -> None:
         if kill_at_s is not None:
             time.sleep(max(0.0, t0 + kill_at_s - time.monotonic()))
-            stubs = _pipeline_stubs(server)
+            stubs = model_stubs(server.pid, server.repository, PIPELINE_MODEL)
             if stubs:
                 report.killed_pid = stubs[0]
                 report.killed_at_s = round(time.monotonic() - t0, 1)

@@ -61,12 +61,6 @@ def _health(supervisor) -> int:
         return exc.code
 
 
-def _stubs(server, model: str) -> list[int]:
-    needle = f"{server.repository}/{model}/"
-    return [pid for pid in processes.session_processes(server.pid)
-            if any(needle in line for line in processes.stub_command_lines([pid]))]
-
-
 def _container_check(server) -> int:
     """The container's health check, pointed at this server and its session's stubs."""
     return container.healthcheck(f"{server.endpoints.http_url}/v2/health/ready", repository=server.repository,
@@ -147,7 +141,7 @@ def test_lost_stub_under_load_is_restored_without_a_person(healing, model):
     with ThreadPoolExecutor(6) as pool:
         workers = [pool.submit(load, w) for w in range(6)]
         time.sleep(5)
-        victim = _stubs(server, model)[0]
+        victim = processes.model_stubs(server.pid, server.repository, model)[0]
         killed = time.monotonic()
         os.kill(victim, signal.SIGKILL)
         unhealthy = None
@@ -183,7 +177,7 @@ def test_lost_stub_fails_the_container_health_check(healing):
     server, supervisor = healing
     supervisor.stop()  # nobody heals: the check alone is under test
     try:
-        victim = _stubs(server, PIPELINE_MODEL)[0]
+        victim = processes.model_stubs(server.pid, server.repository, PIPELINE_MODEL)[0]
         os.kill(victim, signal.SIGKILL)
         deadline = time.monotonic() + 10
         while srv.pid_alive(victim) and time.monotonic() < deadline:
@@ -265,8 +259,7 @@ def test_detached_server_is_supervised(tmp_path, tiny_model):
     first = json.loads(state_file.read_text())
     try:
         assert processes.pid_alive(first["supervisor_pid"]) and processes.pid_alive(first["pid"])
-        victim = next(pid for pid in processes.session_processes(first["pid"])
-                      if any(f"{repo}/{LLM_MODEL}/" in line for line in processes.stub_command_lines([pid])))
+        victim = processes.model_stubs(first["pid"], repo, LLM_MODEL)[0]
         os.kill(victim, signal.SIGKILL)
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline:

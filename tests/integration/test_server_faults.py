@@ -75,11 +75,6 @@ def test_default_bind_is_loopback(detached):
         assert flag in command
 
 
-def _stubs(detached, model: str) -> list[int]:
-    return [int(p.name) for p in _session_files(detached)
-            if f"{detached.repository}/{model}/".encode() in (p / "cmdline").read_bytes()]
-
-
 def _kill(pid: int) -> None:
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
@@ -91,9 +86,9 @@ def test_status_reports_dead_stubs_and_restart_recovers(detached):
     """Killing the vLLM stub and one of two pipeline stubs makes `kit status` say NOT READY with
     both reasons and the log's error line; a restart serves again."""
     assert srv.status()["ready"]
-    stubs = _stubs(detached, LLM_MODEL)
+    stubs = processes.model_stubs(detached.pid, detached.repository, LLM_MODEL)
     assert len(stubs) == 1, f"expected one stub process for the vLLM model, found {stubs}"
-    pipeline_stubs = _stubs(detached, PIPELINE_MODEL)
+    pipeline_stubs = processes.model_stubs(detached.pid, detached.repository, PIPELINE_MODEL)
     assert len(pipeline_stubs) == 2, f"expected two pipeline stubs, found {pipeline_stubs}"
     _kill(stubs[0])
     # a live pipeline instance meets the dead LLM stub and logs it (a dead pipeline instance could not)
