@@ -49,6 +49,12 @@ class LoadGauges:
         with self.lock:
             self.values[key] += delta
 
+    def start(self) -> "RequestLoad":
+        """Count one accepted request as in flight and waiting for its first token."""
+        self.add("in_flight", 1)
+        self.add("waiting", 1)
+        return RequestLoad(self)
+
     def flush(self) -> None:
         with self.lock:
             values = dict(self.values)
@@ -64,3 +70,22 @@ class LoadGauges:
         self.thread.join(timeout=5)
         self.metrics.clear()  # the metrics before their families (the other order crashes the stub)
         self.families.clear()
+
+
+class RequestLoad:
+    """One request's share of the gauges: ``first_token()`` once the LLM answers, ``done()`` at the end."""
+
+    __slots__ = ("_gauges", "_waiting")
+
+    def __init__(self, gauges: LoadGauges):
+        self._gauges = gauges
+        self._waiting = True
+
+    def first_token(self) -> None:
+        if self._waiting:
+            self._waiting = False
+            self._gauges.add("waiting", -1)
+
+    def done(self) -> None:
+        self.first_token()  # a request refused or failed before any token stops waiting too
+        self._gauges.add("in_flight", -1)

@@ -156,12 +156,11 @@ class TritonPythonModel:
     def execute(self, requests):
         for request in requests:
             sender = request.get_response_sender()
-            self.load.add("in_flight", 1)
-            self.load.add("waiting", 1)
+            load = self.load.start()
             if self.pool is None:
-                self._handle(request, sender)
+                self._handle(request, sender, load)
             else:
-                self.pool.submit(self._handle, request, sender)
+                self.pool.submit(self._handle, request, sender, load)
         return None
 
     # ------------------------------------------------------------------ one request
@@ -172,10 +171,9 @@ class TritonPythonModel:
             pb_utils.Tensor("censored_words", np.array([censored], dtype=np.int32)),
         ])
 
-    def _handle(self, request, sender) -> None:
+    def _handle(self, request, sender, load) -> None:
         """Answer one request completely; every path ends with a final flag."""
         self.metrics.add("requests")
-        waiting = [True]  # until the LLM's first token (cleared by _generate)
         try:
             req = check_request(
                 tensors.text(request, "text_input"),
@@ -193,7 +191,7 @@ class TritonPythonModel:
                 sender.send(self._respond(self.refusal, True, 0), flags=tensors.FINAL)
                 return
             prompt = self.formatter.format(req)
-            self._generate(req, prompt, sender, waiting)
+            self._generate(req, prompt, sender, load)
         except RequestError as exc:
             self.metrics.add("errors")
             tensors.send_error(sender, str(exc))
@@ -202,9 +200,7 @@ class TritonPythonModel:
             pb_utils.Logger.log_error(f"{self.name}: request failed: {exc!r}")
             tensors.send_error(sender, f"pipeline failed: {exc}", pb_utils.TritonError.INTERNAL)
         finally:
-            self.load.add("in_flight", -1)
-            if waiting[0]:
-                self.load.add("waiting", -1)
+            load.done()
 
     def _cancel(self, responses, request_id: str) -> None:
         """Cancel the LLM request and drain its responses (abandoning a BLS stream crashes the server)."""
@@ -224,7 +220,7 @@ class TritonPythonModel:
         for _ in responses:
             pass
 
-    def _generate(self, req, prompt: str, sender, waiting: list) -> None:
+    def _generate(self, req, prompt: str, sender, load) -> None:
         request_id = uuid.uuid4().hex
         llm_request = pb_utils.InferenceRequest(
             model_name=self.llm_model,
@@ -245,9 +241,7 @@ class TritonPythonModel:
         responses = llm_request.exec(decoupled=True)
         try:
             for response in responses:
-                if waiting[0]:
-                    waiting[0] = False
-                    self.load.add("waiting", -1)
+                load.first_token()
                 if response.has_error():  # an error response is the stream's last
                     message = f"{self.llm_model}: {response.error().message()}"
                     if response.error().code() != pb_utils.TritonError.INVALID_ARG:
