@@ -41,15 +41,13 @@ GPU_ONLY = ("nv_gpu_", "nv_energy_")
 
 @pytest.fixture(scope="module")
 def healing(tmp_path_factory, tiny_model):
-    """A server with two pipeline instances, watched by a supervisor polling twice a second."""
+    """A server with two pipeline instances (each test that needs a supervisor starts its own)."""
     config = DeploymentConfig.cpu_default(tiny_model, blocking_variant=False, pipeline_instances=2)
     server = srv.Server(repository.build(config, tmp_path_factory.mktemp("healing") / "model_repository"))
     server.start()
-    supervisor = Supervisor(server, interval_s=0.5).start()
     try:
-        yield server, supervisor
+        yield server
     finally:
-        supervisor.stop()
         server.stop(drain=False)
 
 
@@ -81,7 +79,7 @@ def _request(server, i: int) -> tuple[float, float, str]:
 
 def test_every_metric_named_in_deploy_and_docker_is_served(healing):
     """Every metric the manifests, compose files and their docs name exists on the server's metrics port."""
-    server, _ = healing
+    server = healing
     _request(server, 0)
     with urllib.request.urlopen(f"{server.endpoints.metrics_url}/metrics", timeout=10) as resp:
         served = {line.split("{")[0].split(" ")[0] for line in resp.read().decode().splitlines()
@@ -98,7 +96,7 @@ def test_every_metric_named_in_deploy_and_docker_is_served(healing):
 
 def test_load_gauges_follow_the_streams(healing):
     """While eight long streams run, the in-flight gauge counts them; afterwards both gauges return to 0."""
-    server, _ = healing
+    server = healing
     seen = 0.0
 
     def long_stream(i):
@@ -123,7 +121,12 @@ def test_load_gauges_follow_the_streams(healing):
 @pytest.mark.parametrize("model", [PIPELINE_MODEL, LLM_MODEL])
 def test_lost_stub_under_load_is_restored_without_a_person(healing, model):
     """Kill one stub under load: unhealthy at once, restarted by the supervisor, nothing hangs, then all succeed."""
-    server, supervisor = healing
+    server = healing
+    with Supervisor(server, interval_s=0.5) as supervisor:
+        _kill_under_load(server, supervisor, model)
+
+
+def _kill_under_load(server, supervisor, model: str) -> None:
     assert _health(supervisor) == 200 and _container_check(server) == 0
     before = supervisor.recoveries_total()
     stop = threading.Event()
@@ -174,8 +177,7 @@ def test_lost_stub_under_load_is_restored_without_a_person(healing, model):
 
 def test_lost_stub_fails_the_container_health_check(healing):
     """The container's health check (compose, Kubernetes) fails while a model lacks a stub, naming it."""
-    server, supervisor = healing
-    supervisor.stop()  # nobody heals: the check alone is under test
+    server = healing  # no supervisor: the check alone is under test
     try:
         victim = processes.model_stubs(server.pid, server.repository, PIPELINE_MODEL)[0]
         os.kill(victim, signal.SIGKILL)
@@ -191,13 +193,10 @@ def test_lost_stub_fails_the_container_health_check(healing):
 def test_chaos_soak(healing, tiny_model):
     """Mixed traffic, cancellations, disconnects, bad inputs and a killed stub: no failure besides the
     requests in flight on it, nothing hung, resident memory within 5 % after warm-up."""
-    server, _ = healing
-    supervisor = Supervisor(server, interval_s=0.5).start()  # the previous test stopped the module's one
-    try:
+    server = healing
+    with Supervisor(server, interval_s=0.5) as supervisor:
         report = soak(server, supervisor, duration_s=SOAK_S, kill_at_s=10, concurrency=6,
                       warmup_s=min(60, SOAK_S / 4), hang_s=HANG_S)
-    finally:
-        supervisor.stop()
     print("\n" + report.summary())
     assert report.requests > 0 and report.recoveries == 1
     assert report.failures == []
@@ -207,7 +206,7 @@ def test_chaos_soak(healing, tiny_model):
 
 def test_stop_during_16_streams_drains_them(healing):
     """SIGTERM during 16 streams: each completes or ends with a clear error within the drain period."""
-    server, _ = healing
+    server = healing
     firsts = threading.Semaphore(0)
     outcomes = {}
 
