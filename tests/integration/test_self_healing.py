@@ -39,6 +39,42 @@ SOAK_S = 1200 if os.environ.get("KIT_SOAK") == "1" else 90
 GPU_ONLY = ("nv_gpu_", "nv_energy_")
 
 
+def test_detached_server_is_supervised(tmp_path, tiny_model):
+    """`kit serve --detach` runs a supervisor: a killed stub comes back with a new record, `kit stop` ends it all.
+
+    First in the module, so that its server never runs next to the module's own.
+    """
+    env = {**os.environ, "KIT_STATE_DIR": str(tmp_path / "state"), "PYTHONPATH": str(ROOT)}
+    repo = repository.build(DeploymentConfig.cpu_default(tiny_model, blocking_variant=False), tmp_path / "repo")
+    kit = [sys.executable, "-m", "kit"]
+    started = subprocess.run([*kit, "serve", "--detach", "--repository", str(repo)], env=env, cwd=ROOT,
+                             capture_output=True, text=True, timeout=900)
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert "detached, supervised" in started.stdout
+    state_file = tmp_path / "state" / "server.json"
+    first = json.loads(state_file.read_text())
+    try:
+        assert processes.pid_alive(first["supervisor_pid"]) and processes.pid_alive(first["pid"])
+        victim = processes.model_stubs(first["pid"], repo, LLM_MODEL)[0]
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            state = json.loads(state_file.read_text())
+            if state["pid"] != first["pid"] and _health(SimpleNamespace(health_url=state["health_url"])) == 200:
+                break
+            time.sleep(1)
+        assert state["pid"] != first["pid"], "the supervisor did not restart the server"
+        status = subprocess.run([*kit, "status"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert status.returncode == 0, status.stdout
+        assert Client(state["grpc_url"]).generate("back", max_tokens=4).text
+    finally:
+        stopped = subprocess.run([*kit, "stop"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert "stopped" in stopped.stdout
+    assert not state_file.exists()
+    assert not processes.pid_alive(first["supervisor_pid"])
+    assert processes.session_processes(state["pid"]) == [] and processes.session_processes(first["pid"]) == []
+
+
 @pytest.fixture(scope="module")
 def healing(tmp_path_factory, tiny_model):
     """A server with two pipeline instances (each test that needs a supervisor starts its own)."""
@@ -190,7 +226,9 @@ def test_lost_stub_fails_the_container_health_check(healing):
     assert _container_check(server) == 0
 
 
-def test_chaos_soak(healing, tiny_model):
+@pytest.mark.soak
+@pytest.mark.timeout(SOAK_S + 900)
+def test_chaos_soak(healing):
     """Mixed traffic, cancellations, disconnects, bad inputs and a killed stub: no failure besides the
     requests in flight on it, nothing hung, resident memory within 5 % after warm-up."""
     server = healing
@@ -243,36 +281,3 @@ def test_stop_during_16_streams_drains_them(healing):
     for outcome, chunks, _ in outcomes.values():
         assert outcome == "ok" or len(outcome) > 20, outcome
     assert processes.session_processes(session) == []
-
-
-def test_detached_server_is_supervised(tmp_path, tiny_model):
-    """`kit serve --detach` runs a supervisor: a killed stub comes back with a new record, `kit stop` ends it all."""
-    env = {**os.environ, "KIT_STATE_DIR": str(tmp_path / "state"), "PYTHONPATH": str(ROOT)}
-    repo = repository.build(DeploymentConfig.cpu_default(tiny_model, blocking_variant=False), tmp_path / "repo")
-    kit = [sys.executable, "-m", "kit"]
-    started = subprocess.run([*kit, "serve", "--detach", "--repository", str(repo)], env=env, cwd=ROOT,
-                             capture_output=True, text=True, timeout=900)
-    assert started.returncode == 0, started.stdout + started.stderr
-    assert "detached, supervised" in started.stdout
-    state_file = tmp_path / "state" / "server.json"
-    first = json.loads(state_file.read_text())
-    try:
-        assert processes.pid_alive(first["supervisor_pid"]) and processes.pid_alive(first["pid"])
-        victim = processes.model_stubs(first["pid"], repo, LLM_MODEL)[0]
-        os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + 900
-        while time.monotonic() < deadline:
-            state = json.loads(state_file.read_text())
-            if state["pid"] != first["pid"] and _health(SimpleNamespace(health_url=state["health_url"])) == 200:
-                break
-            time.sleep(1)
-        assert state["pid"] != first["pid"], "the supervisor did not restart the server"
-        status = subprocess.run([*kit, "status"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
-        assert status.returncode == 0, status.stdout
-        assert Client(state["grpc_url"]).generate("back", max_tokens=4).text
-    finally:
-        stopped = subprocess.run([*kit, "stop"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert "stopped" in stopped.stdout
-    assert not state_file.exists()
-    assert not processes.pid_alive(first["supervisor_pid"])
-    assert processes.session_processes(state["pid"]) == [] and processes.session_processes(first["pid"]) == []
