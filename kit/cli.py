@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -38,6 +39,8 @@ def _serve(args) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"WARNING: binding to {args.host} exposes the server (and its metrics) to the network; "
               "put it behind a firewall or an authenticating proxy", file=sys.stderr)
+    if args.detach and not args.no_supervise:
+        return _serve_detached_supervised(args, repo)
     server = srv.Server(repo, host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
                         metrics_port=args.metrics_port)
     server.start(timeout=args.timeout)
@@ -49,17 +52,73 @@ def _serve(args) -> int:
         print(f"detached; state in {path}; stop with `python -m kit stop`")
         return 0
     _print_urls(record)
-    print("serving; Ctrl-C stops the server")
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    supervisor = None
+    recorded = lambda: (srv.read_state() or {}).get("supervisor_pid") == os.getpid()  # noqa: E731
+    if not args.no_supervise:
+        from kit.supervisor import Supervisor
+
+        def record_state(server) -> None:
+            if args.write_state:
+                srv.write_state(server, supervisor_pid=os.getpid(), health_url=supervisor.health_url)
+
+        supervisor = Supervisor(server, host=args.host, port=args.health_port or 0,
+                                on_state_change=record_state).start()
+        record_state(server)
+        print(f"  {'health':12} {supervisor.health_url} (and /metrics: kit_model_recoveries_total)")
+    print(f"serving; Ctrl-C or SIGTERM drains requests in flight (up to {server.drain_s}s) and stops the server",
+          flush=True)
     try:
-        while not stop["now"] and server.process.poll() is None:
+        while not stop["now"] and (supervisor or server.process.poll() is None):
+            if args.write_state and not recorded():
+                print("the state file no longer names this supervisor: stopping", flush=True)
+                break
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
     finally:
-        server.stop()
+        if supervisor is not None:
+            supervisor.stop()
+        server.stop(drain=True)
+        if args.write_state and recorded():
+            srv.state_path().unlink(missing_ok=True)
     return 0
+
+
+def _serve_detached_supervised(args, repo: Path) -> int:
+    """Run ``kit serve`` (supervised) in a session of its own; return once it recorded a ready server."""
+    import subprocess
+
+    from kit import server as srv
+
+    command = [sys.executable, "-m", "kit", "serve", "--repository", str(repo), "--write-state",
+               "--host", args.host, "--timeout", str(args.timeout)]
+    for flag, value in (("--http-port", args.http_port), ("--grpc-port", args.grpc_port),
+                        ("--metrics-port", args.metrics_port), ("--health-port", args.health_port)):
+        if value:
+            command += [flag, str(value)]
+    log = srv.kit_dir() / "logs" / f"supervisor-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent),
+                                                                     os.environ.get("PYTHONPATH")]))}
+    with open(log, "ab") as out:
+        child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 start_new_session=True, env=env)
+    deadline = time.monotonic() + args.timeout + 60
+    while time.monotonic() < deadline:
+        state = srv.read_state() or {}
+        if state.get("supervisor_pid") == child.pid:
+            _print_urls(state)
+            print(f"  {'health':12} {state['health_url']}")
+            print(f"detached, supervised (pid {child.pid}, log {log}); stop with `python -m kit stop`")
+            return 0
+        if child.poll() is not None:
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+            raise KitError(f"the server did not start (exit code {child.returncode}):\n{tail}\nfull log: {log}")
+        time.sleep(0.5)
+    child.terminate()
+    raise KitError(f"the server was not ready after {args.timeout:.0f}s; see {log}")
 
 
 def _print_urls(record: dict) -> None:
@@ -85,7 +144,7 @@ def _status(args) -> int:
 def _stop(args) -> int:
     from kit import server as srv
 
-    print("stopped" if srv.stop_detached() else "no detached server was running")
+    print("stopped" if srv.stop_detached(drain=True) else "no detached server was running")
     return 0
 
 
@@ -183,6 +242,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--metrics-port", type=int)
     s.add_argument("--timeout", type=float, default=900, help="seconds to wait for every model to be ready")
     s.add_argument("--detach", action="store_true", help="keep running in the background; see `kit status`/`kit stop`")
+    s.add_argument("--no-supervise", action="store_true",
+                   help="do not restart the server when it or a model's stub dies")
+    s.add_argument("--health-port", type=int, help="port of the supervisor's /health and /metrics (default: free)")
+    s.add_argument("--write-state", action="store_true", help=argparse.SUPPRESS)  # the detached supervisor
     s.set_defaults(func=_serve)
 
     s = sub.add_parser("status", help="is the detached server ready? which model is not, and why")

@@ -11,6 +11,8 @@ surface as :class:`~kit.exceptions.InferenceError` carrying its message.
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import queue
 import time
@@ -25,6 +27,10 @@ from kit.config import LLM_MODEL, PIPELINE_MODEL
 from kit.exceptions import InferenceError, RequestError, ServerError
 
 DEFAULT_TIMEOUT_S = 300.0
+# What a client sees of a server that stopped or restarted mid-request (a supervised server
+# restarts itself after losing a stub: the requests in flight then lose their connection).
+CONNECTION_LOST = ("the connection to the server was lost mid-request ({detail}): the server stopped or "
+                   "restarted (a supervised server restarts itself after a stub died); retry once it is healthy")
 
 
 # Optional outputs a client may ask for with ``outputs=``; both the LLM and the pipeline have them.
@@ -281,14 +287,14 @@ class Client:
                 except queue.Empty:
                     raise InferenceError(f"no answer from {model} within {self.timeout_s:.0f}s") from None
                 if error is not None:
-                    raise InferenceError(f"{model}: {error.message()}", status=str(error.status()))
+                    raise _grpc_error(model, error)
                 delta = delta_from_result(result)
                 if delta is not None:
                     yield delta
                 if is_final(result):
                     return
         except InferenceServerException as exc:
-            raise InferenceError(f"{model}: {exc.message()}", status=str(exc.status())) from None
+            raise _grpc_error(model, exc) from None
         finally:
             client.stop_stream(cancel_requests=True)
             client.close()
@@ -301,21 +307,46 @@ class Client:
             return urllib.request.urlopen(req, timeout=self.timeout_s)
         except urllib.error.HTTPError as exc:
             raise InferenceError(_http_error(exc.read()), status=str(exc.code)) from None
+        except (urllib.error.URLError, http.client.HTTPException, ConnectionError) as exc:
+            raise InferenceError(CONNECTION_LOST.format(detail=exc), status="UNAVAILABLE") from None
 
     def _http_generate(self, model: str, inputs: Mapping[str, Any]) -> Delta:
         with self._post(f"{self.http_url}/v2/models/{model}/generate", inputs) as resp:
-            return _delta_from_json(json.loads(resp.read()))
+            with _connection_lost_as_error(model):
+                return _delta_from_json(json.loads(resp.read()))
 
     def _http_stream(self, model: str, inputs: Mapping[str, Any]) -> Iterator[Delta]:
         with self._post(f"{self.http_url}/v2/models/{model}/generate_stream", inputs) as resp:
-            for raw in resp:
-                line = raw.decode("utf-8").strip()
-                if not line.startswith("data:"):
-                    continue
-                event = json.loads(line[5:])
-                if "error" in event:  # an error can follow a 200 status: check every event
-                    raise InferenceError(f"{model}: {event['error']}")
-                yield _delta_from_json(event)
+            with _connection_lost_as_error(model):
+                for raw in resp:
+                    line = raw.decode("utf-8").strip()
+                    if not line.startswith("data:"):
+                        continue
+                    event = json.loads(line[5:])
+                    if "error" in event:  # an error can follow a 200 status: check every event
+                        raise InferenceError(f"{model}: {event['error']}")
+                    yield _delta_from_json(event)
+                # http.client ends the iteration quietly when the connection drops between chunks
+                # (its peek swallows IncompleteRead): only a read terminating chunk clears chunk_left.
+                if resp.chunked and resp.chunk_left is not None:
+                    raise ConnectionError("the answer ended without its terminating chunk")
+
+
+@contextlib.contextmanager
+def _connection_lost_as_error(model: str):
+    """An HTTP connection that breaks mid-answer raises :data:`CONNECTION_LOST` as an InferenceError."""
+    try:
+        yield
+    except (http.client.HTTPException, ConnectionError) as exc:
+        raise InferenceError(f"{model}: " + CONNECTION_LOST.format(detail=repr(exc)), status="UNAVAILABLE") from None
+
+
+def _grpc_error(model: str, error) -> InferenceError:
+    """The server's error, or :data:`CONNECTION_LOST` when the connection itself went away."""
+    status = str(error.status())
+    if "UNAVAILABLE" in status:
+        return InferenceError(f"{model}: " + CONNECTION_LOST.format(detail=error.message()), status=status)
+    return InferenceError(f"{model}: {error.message()}", status=status)
 
 
 def _utf8(name: str, value: bytes) -> str:

@@ -31,9 +31,11 @@ Then :func:`serve` replaces this process with ``tritonserver``
 (:func:`tritonserver_command`), without the hub token in its environment.
 
 Other subcommands: ``download`` (only step 2: the Kubernetes init container),
-``command`` (print the server command line), ``healthcheck [URL]`` (exit 0
-when the URL answers 200: compose's and the image's health check) and
-``check-image`` (run at image build time: can the guard models import?).
+``command`` (print the server command line), ``healthcheck [URL] [--live]``
+(exit 0 when the URL answers 200 and every model has as many live Python stubs
+as its config asks for: compose's and the image's health check, Kubernetes'
+readiness and liveness probes) and ``check-image`` (run at image build time:
+can the guard models import?).
 
 The token is never printed, logged, put into an error message or written to disk.
 """
@@ -54,22 +56,17 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from kit.config import DeploymentConfig
+from kit import launcher
 from kit.exceptions import ConfigError, KitError, SetupError, exit_with
+from kit.processes import processes, stub_command_lines
+from kit.server import missing_stubs, repository_index
 from kit.weights import LLAMA3_REPO_ID, TOKEN_VARIABLES, download_model, is_complete, local_dir_for
 
 HTTP_PORT = 8000
 GRPC_PORT = 8001
 METRICS_PORT = 8002
 READY_URL = f"http://localhost:{HTTP_PORT}/v2/health/ready"
-
-# Shared memory of Triton's Python backend (NVIDIA's vLLM backend is one too):
-# every model instance maps a region of shm-default-byte-size in /dev/shm and
-# grows it by shm-growth-byte-size when a request does not fit. The backend's
-# 1 MiB default grows on the first long prompt or answer; 32 MiB covers the
-# pipeline's text tensors without growing, and a handful of instances stays far
-# below the 2 GiB /dev/shm that docker-compose.yml and the Kubernetes pod give.
-SHM_DEFAULT_BYTES = 32 * 1024 * 1024
-SHM_GROWTH_BYTES = 16 * 1024 * 1024
+LIVE_URL = f"http://localhost:{HTTP_PORT}/v2/health/live"
 
 DEFAULT_MODELS_DIR = "/models"
 DEFAULT_REPOSITORY = "/tmp/model_repository"
@@ -280,28 +277,20 @@ def build_repository(config: DeploymentConfig, out_dir: Path | str) -> Path:
 
 
 def tritonserver_command(settings: Settings, repository: Path | str, binary: str = "tritonserver") -> list[str]:
-    """The ``tritonserver`` command line: fixed ports, the repository, Python-backend shared memory."""
-    return [
-        binary,
-        f"--model-repository={repository}",
-        f"--http-port={HTTP_PORT}",
-        f"--grpc-port={GRPC_PORT}",
-        f"--metrics-port={METRICS_PORT}",
-        "--allow-metrics=true",
-        f"--backend-config=python,shm-default-byte-size={SHM_DEFAULT_BYTES}",
-        f"--backend-config=python,shm-growth-byte-size={SHM_GROWTH_BYTES}",
-        f"--log-verbose={settings.log_verbose}",
-        *settings.extra_args,
-    ]
+    """The ``tritonserver`` command line (:func:`kit.launcher.command`): fixed ports on every interface."""
+    return launcher.command(binary, launcher.Launch(
+        repository=repository,
+        http_port=HTTP_PORT,
+        grpc_port=GRPC_PORT,
+        metrics_port=METRICS_PORT,
+        log_verbose=settings.log_verbose,
+        extra_args=settings.extra_args,
+    ))
 
 
 def server_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The server's environment: this one without the hub token (the weights are local by now)."""
-    env = dict(os.environ if env is None else env)
-    for name in TOKEN_VARIABLES:
-        env.pop(name, None)
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    return env
+    """The server's environment (:func:`kit.launcher.environment`): this one without the hub token."""
+    return launcher.environment(env)
 
 
 def prepare(
@@ -344,8 +333,21 @@ def serve(
 # --------------------------------------------------------------------------- health and image checks
 
 
-def healthcheck(url: str = READY_URL, timeout: float = 5.0) -> int:
-    """0 when ``url`` answers HTTP 200, else 1 (Docker's HEALTHCHECK contract)."""
+def healthcheck(
+    url: str = READY_URL,
+    timeout: float = 5.0,
+    *,
+    repository: Path | str | None = None,
+    stubs: Callable[[], list[str]] = lambda: stub_command_lines(processes()),
+) -> int:
+    """0 when ``url`` answers HTTP 200 and no model lost a stub, else 1 (Docker's HEALTHCHECK contract).
+
+    Triton keeps a model READY (and ``/v2/health/*`` green) after one of its Python stub
+    processes died, while the requests routed to that stub fail. So the check also counts
+    each READY model's live stubs (``repository``: default ``MODEL_REPOSITORY``) against its
+    ``config.pbtxt``, as ``kit status`` does: a container or pod that lost one is unhealthy
+    and gets restarted.
+    """
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
             status = resp.status
@@ -354,8 +356,17 @@ def healthcheck(url: str = READY_URL, timeout: float = 5.0) -> int:
     except (urllib.error.URLError, OSError) as exc:
         print(f"unhealthy: {url}: {getattr(exc, 'reason', exc)}")
         return 1
-    print(f"{'healthy' if status == 200 else 'unhealthy'}: {url} answered {status}")
-    return 0 if status == 200 else 1
+    if status != 200:
+        print(f"unhealthy: {url} answered {status}")
+        return 1
+    repository = Path(repository or os.environ.get("MODEL_REPOSITORY", "").strip() or DEFAULT_REPOSITORY)
+    base = url.split("/v2/", 1)[0]
+    lost = missing_stubs(repository, repository_index(base), stubs())
+    if lost:
+        print("unhealthy: " + "; ".join(f"{name}: {why}" for name, why in lost.items()))
+        return 1
+    print(f"healthy: {url} answered {status}; every model has its stubs")
+    return 0
 
 
 def check_image(
@@ -419,8 +430,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("serve", help="download the model if needed, build the repository, exec tritonserver (default)")
     sub.add_parser("download", help="only make sure the model is in MODELS_DIR (Kubernetes init container)")
     sub.add_parser("command", help="build the repository and print the tritonserver command line")
-    health = sub.add_parser("healthcheck", help="exit 0 when the URL answers 200")
-    health.add_argument("url", nargs="?", default=READY_URL)
+    health = sub.add_parser("healthcheck", help="exit 0 when the URL answers 200 and every model has its stubs")
+    health.add_argument("url", nargs="?", default=None, help=f"default {READY_URL} ({LIVE_URL} with --live)")
+    health.add_argument("--live", action="store_true", help="liveness: ask /v2/health/live instead of ready")
     sub.add_parser("check-image", help="verify the image at build time (imports, numpy, backends)")
     return parser
 
@@ -430,7 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     action = args.action or "serve"
     try:
         if action == "healthcheck":
-            return healthcheck(args.url)
+            return healthcheck(args.url or (LIVE_URL if args.live else READY_URL))
         if action == "check-image":
             for fact in check_image():
                 _say(fact)

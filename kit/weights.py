@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from kit.exceptions import ConfigError, SetupError
+from kit.paths import project_root
 
 LLAMA3_REPO_ID = "meta-llama/Meta-Llama-3-8B-Instruct"
 TOKEN_VARIABLES = ("HUGGINGFACE_HUB_TOKEN", "HF_TOKEN")
@@ -57,11 +58,6 @@ TINY_SHAPE = dict(
 )
 TINY_VOCAB_SIZE = 512
 _TINY_MARKER = "kit-tiny-model.json"
-
-
-def project_root() -> Path:
-    """The repository root (the folder that holds ``kit/``)."""
-    return Path(__file__).resolve().parent.parent
 
 
 def default_models_dir() -> Path:

@@ -33,6 +33,7 @@ from kit.exceptions import RequestError
 from kit.guardrails import Guard
 from kit.pipeline import PromptFormatter, check_request, llm_sampling_json
 from kit.triton_models import tensors
+from kit.triton_models.load_gauges import LoadGauges
 from kit.triton_models.responses import CancelWatcher
 from kit.triton_models.vllm_backend import ABORT_PARAMETER, ID_PARAMETER
 
@@ -226,6 +227,7 @@ class TritonPythonModel:
         self.formatter = PromptFormatter.load(params["tokenizer"], int(max_len) if max_len else None)
         self.max_context = self.formatter.max_context
         self.metrics = GuardMetrics(self.name, self.guard.actions)
+        self.load = LoadGauges(self.name, args["model_instance_name"])
         self.keeper = IteratorKeeper()
         self.llm_streams: dict[str, object] = {}  # request id → its BLS response iterator, while in flight
         self.watcher = CancelWatcher(self._abort_llm, name="bls-cancel-watch")
@@ -235,10 +237,11 @@ class TritonPythonModel:
     def execute(self, requests):
         for request in requests:
             sender = request.get_response_sender()
+            load = self.load.start()
             if self.pool is None:
-                self._handle(request, sender)
+                self._handle(request, sender, load)
             else:
-                self.pool.submit(self._handle, request, sender)
+                self.pool.submit(self._handle, request, sender, load)
         return None
 
     # ------------------------------------------------------------------ one request
@@ -256,7 +259,7 @@ class TritonPythonModel:
                 out.append(pb_utils.Tensor(name, np.array([value], dtype=np.uint32)))
         return pb_utils.InferenceResponse(output_tensors=out)
 
-    def _handle(self, request, sender) -> None:
+    def _handle(self, request, sender, load) -> None:
         """Answer one request completely; every path ends with a final flag."""
         self.metrics.add("requests")
         try:
@@ -286,7 +289,7 @@ class TritonPythonModel:
                 sender.send(self._respond(self.refusal, True, 0, {k: nothing[k] for k in extras}), flags=tensors.FINAL)
                 return
             prompt = self.formatter.format(req)
-            self._generate(req, prompt, sender, extras)
+            self._generate(req, prompt, sender, extras, load)
         except RequestError as exc:
             self.metrics.add("errors")
             tensors.send_error(sender, str(exc))
@@ -294,6 +297,8 @@ class TritonPythonModel:
             self.metrics.add("errors")
             pb_utils.Logger.log_error(f"{self.name}: request failed: {exc!r}")
             tensors.send_error(sender, f"pipeline failed: {exc}", pb_utils.TritonError.INTERNAL)
+        finally:
+            load.done()
 
     def _abort_llm(self, request_id: str) -> None:
         """Ask the LLM to end request ``request_id`` early (the client cancelled; watcher thread).
@@ -323,7 +328,7 @@ class TritonPythonModel:
         for _ in responses:
             pass
 
-    def _generate(self, req, prompt: str, sender, extras: list[str]) -> None:
+    def _generate(self, req, prompt: str, sender, extras: list[str], load) -> None:
         request_id = uuid.uuid4().hex
         flags = [pb_utils.Tensor(f"return_{name}", np.array([True], dtype=np.bool_)) for name in extras]
         llm_request = pb_utils.InferenceRequest(
@@ -357,6 +362,7 @@ class TritonPythonModel:
         failure = None  # (message, code) of the LLM's error response, the stream's last
         try:
             for response in responses:
+                load.first_token()
                 if response.has_error():
                     code = response.error().code()
                     if code == pb_utils.TritonError.CANCELLED:
@@ -410,6 +416,7 @@ class TritonPythonModel:
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
         self.metrics.close()
+        self.load.close()
         self.keeper.clear()
 
 

@@ -34,10 +34,10 @@ ANSWER_BOUND_S = 120
 def _session_rss_mb(server) -> float:
     import psutil
 
-    from kit.server import _session_processes
+    from kit.processes import session_processes
 
     total = 0
-    for pid in _session_processes(server.server.pid):
+    for pid in session_processes(server.server.pid):
         try:
             total += psutil.Process(pid).memory_info().rss
         except psutil.Error:

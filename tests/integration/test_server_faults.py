@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kit import repository
+from kit import processes, repository
 from kit import server as srv
 from kit.client import Client
 from kit.config import LLM_MODEL, PIPELINE_MODEL, DeploymentConfig
@@ -46,7 +46,7 @@ def detached(tmp_path_factory, tiny_model):
 
 
 def _session_files(server) -> list[Path]:
-    return [Path(f"/proc/{pid}") for pid in srv._session_processes(server.pid)]
+    return [Path(f"/proc/{pid}") for pid in processes.session_processes(server.pid)]
 
 
 def test_token_is_in_no_process_log_or_artefact(detached):
@@ -75,11 +75,6 @@ def test_default_bind_is_loopback(detached):
         assert flag in command
 
 
-def _stubs(detached, model: str) -> list[int]:
-    return [int(p.name) for p in _session_files(detached)
-            if f"{detached.repository}/{model}/".encode() in (p / "cmdline").read_bytes()]
-
-
 def _kill(pid: int) -> None:
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
@@ -91,9 +86,9 @@ def test_status_reports_dead_stubs_and_restart_recovers(detached):
     """Killing the vLLM stub and one of two pipeline stubs makes `kit status` say NOT READY with
     both reasons and the log's error line; a restart serves again."""
     assert srv.status()["ready"]
-    stubs = _stubs(detached, LLM_MODEL)
+    stubs = processes.model_stubs(detached.pid, detached.repository, LLM_MODEL)
     assert len(stubs) == 1, f"expected one stub process for the vLLM model, found {stubs}"
-    pipeline_stubs = _stubs(detached, PIPELINE_MODEL)
+    pipeline_stubs = processes.model_stubs(detached.pid, detached.repository, PIPELINE_MODEL)
     assert len(pipeline_stubs) == 2, f"expected two pipeline stubs, found {pipeline_stubs}"
     _kill(stubs[0])
     # a live pipeline instance meets the dead LLM stub and logs it (a dead pipeline instance could not)
@@ -124,7 +119,7 @@ def test_stop_leaves_no_process_behind(detached):
 
     state = srv.read_state()
     assert srv.stop_detached()
-    assert srv._session_processes(state["pid"]) == []
+    assert processes.session_processes(state["pid"]) == []
     port = int(state["http_url"].rsplit(":", 1)[1])
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # closed connections may linger in TIME_WAIT

@@ -447,3 +447,36 @@ def test_check_image(tmp_path, monkeypatch):
         container.check_image(["kit.no_such_module"], which=lambda name: None, backends_dir=backends, allow_numpy2=True)
     message = str(err.value)
     assert "kit.no_such_module" in message and "tritonserver is not on PATH" in message and "'vllm'" in message
+
+
+class _IndexHandler(_Handler):
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        body = json.dumps([{"name": "pipe", "version": "1", "state": "READY"}]).encode()
+        self.send_response(200 if self.path == "/v2/repository/index" else 404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_healthcheck_fails_while_a_model_lacks_a_stub(tmp_path, capsys):
+    """Ready but one of two pipeline stubs gone: the check fails and names the model; with both stubs it passes."""
+    (tmp_path / "pipe").mkdir()
+    (tmp_path / "pipe" / "config.pbtxt").write_text("instance_group [ { count: 2 kind: KIND_CPU } ]")
+    stub = f"/b/triton_python_backend_stub {tmp_path}/pipe/1/model.py shm 1 1 1 /b"
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _IndexHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/v2/health/ready"
+    try:
+        assert container.healthcheck(url, repository=tmp_path, stubs=lambda: [stub]) == 1
+        assert "pipe: 1 of its 2 Python stub processes died" in capsys.readouterr().out
+        assert container.healthcheck(url, repository=tmp_path, stubs=lambda: [stub, stub]) == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_healthcheck_live_flag_asks_the_live_endpoint():
+    """`healthcheck --live` (the liveness probe) parses; the URL defaults differ for ready and live."""
+    args = container._parser().parse_args(["healthcheck", "--live"])
+    assert args.live and args.url is None
+    assert container.LIVE_URL.endswith("/v2/health/live") and container.READY_URL.endswith("/v2/health/ready")

@@ -12,6 +12,7 @@ import yaml
 from kubernetes_validate import utils as k8s_utils
 
 from kit import container
+from kit import server as srv
 from kit.config import LLM_MODEL, DeploymentConfig
 from kit.repository import render
 
@@ -139,18 +140,32 @@ def test_container_ports_are_the_entrypoints(server):
 
 
 def test_probes(server):
-    """Startup and readiness probe /v2/health/ready, liveness /v2/health/live, all on the http port."""
+    """Startup probes /v2/health/ready on the http port; readiness and liveness run the kit's stub-aware check."""
     ports = {p["name"]: p["containerPort"] for p in server["ports"]}
-    expected = {"startupProbe": "/v2/health/ready", "readinessProbe": "/v2/health/ready",
-                "livenessProbe": "/v2/health/live"}
-    for probe, path in expected.items():
-        get = server[probe]["httpGet"]
-        assert get["path"] == path, probe
-        assert ports.get(get["port"], get["port"]) == container.HTTP_PORT, probe
+    get = server["startupProbe"]["httpGet"]
+    assert get["path"] == "/v2/health/ready"
+    assert ports.get(get["port"], get["port"]) == container.HTTP_PORT
     startup = server["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 10 * 60
+    parser = container._parser()
+    for probe, live in (("readinessProbe", False), ("livenessProbe", True)):
+        argv = server[probe]["exec"]["command"]
+        assert argv[:3] == ["python3", "-m", "kit.container"], probe
+        args = parser.parse_args(argv[3:])
+        assert args.action == "healthcheck" and args.live is live, probe
+        assert server[probe]["timeoutSeconds"] >= 5, f"{probe}: a Python start-up needs a few seconds"
     live = server["livenessProbe"]
     assert live["periodSeconds"] * live["failureThreshold"] >= 30
+
+
+def test_termination_grace_covers_prestop_and_drain(pod, server):
+    """terminationGracePeriodSeconds covers the preStop pause plus Triton's drain (--exit-timeout-secs)."""
+    command = server["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "sleep"
+    pause = int(command[1])
+    assert 0 < pause <= 15
+    assert f"--exit-timeout-secs={srv.DRAIN_S}" in container.tritonserver_command(container.Settings(), "/r")
+    assert pod["terminationGracePeriodSeconds"] >= pause + srv.DRAIN_S + 5
 
 
 def test_container_arguments_are_entrypoint_subcommands(pod):
@@ -282,7 +297,9 @@ def test_service_monitor():
 
 
 def test_hpa_targets_the_deployment_on_a_queue_metric(deployment):
-    """The HPA (autoscaling/v2) scales the Deployment on vLLM's waiting-request gauge, per pod."""
+    """The HPA (autoscaling/v2) scales the Deployment on the pipeline's waiting-for-first-token gauge, per pod."""
+    from kit.triton_models.load_gauges import NAMES
+
     hpa = one("HorizontalPodAutoscaler")
     assert hpa["apiVersion"] == "autoscaling/v2"
     target = hpa["spec"]["scaleTargetRef"]
@@ -291,20 +308,20 @@ def test_hpa_targets_the_deployment_on_a_queue_metric(deployment):
     assert 1 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
     (metric,) = hpa["spec"]["metrics"]
     assert metric["type"] == "Pods"
-    assert metric["pods"]["metric"]["name"] == "vllm_num_requests_waiting"
+    assert metric["pods"]["metric"]["name"] == NAMES["waiting"][0]
     assert metric["pods"]["target"]["type"] == "AverageValue"
     assert float(metric["pods"]["target"]["averageValue"]) > 0
     assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] >= 300
 
 
 def test_adapter_rule_serves_the_hpa_metric():
-    """prometheus-adapter's rule turns vllm:num_requests_waiting into the metric name the HPA asks for."""
+    """prometheus-adapter's rule serves the pipeline gauge under the metric name the HPA asks for."""
     values = yaml.safe_load(ADAPTER_VALUES.read_text())
     hpa_metric = one("HorizontalPodAutoscaler")["spec"]["metrics"][0]["pods"]["metric"]["name"]
     rules = {r["name"]["as"]: r for r in values["rules"]["custom"]}
     rule = rules[hpa_metric]
-    assert rule["seriesQuery"].startswith("vllm:num_requests_waiting{")
-    assert re.fullmatch(rule["name"]["matches"], "vllm:num_requests_waiting")
+    assert rule["seriesQuery"].startswith(f"{hpa_metric}{{")
+    assert re.fullmatch(rule["name"]["matches"], hpa_metric)
     assert rule["resources"]["overrides"]["pod"] == {"resource": "pod"}
     assert rule["resources"]["overrides"]["namespace"] == {"resource": "namespace"}
     assert "<<.Series>>" in rule["metricsQuery"] and "<<.LabelMatchers>>" in rule["metricsQuery"]
@@ -312,7 +329,7 @@ def test_adapter_rule_serves_the_hpa_metric():
 
 
 def test_repository_reports_the_vllm_metrics():
-    """The served repository turns on the vLLM backend's metrics (REPORT_CUSTOM_METRICS) the HPA relies on."""
+    """The served repository turns on the vLLM backend's metrics (REPORT_CUSTOM_METRICS) the dashboards read."""
     config_pbtxt = render(DeploymentConfig.gpu_default())[f"{LLM_MODEL}/config.pbtxt"]
     assert re.search(r'key: "REPORT_CUSTOM_METRICS" value: \{ string_value: "true" \}', config_pbtxt)
 

@@ -18,6 +18,8 @@ import yaml
 from dockerfile_parse import DockerfileParser
 
 from kit import container
+from kit import launcher
+from kit import server as srv
 from kit.config import DeploymentConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -181,7 +183,7 @@ def test_shm_size_fits_python_backend(path):
     instances = config.llm_instances + config.pipeline_instances + config.postprocess_instances
     shm = size_bytes(load(path)["services"]["triton"]["shm_size"])
     assert shm >= 1024**3
-    assert shm >= 8 * instances * container.SHM_DEFAULT_BYTES
+    assert shm >= 8 * instances * launcher.SHM_DEFAULT_BYTES
     assert shm > 64 * 1024**2
 
 
@@ -205,6 +207,14 @@ def test_healthcheck_probes_readiness(path):
     assert args.url == f"http://localhost:{container.HTTP_PORT}{READY_PATH}"
     assert duration_s(health["start_period"]) >= 15 * 60
     assert duration_s(health["interval"]) <= 60 and duration_s(health["timeout"]) <= 30
+
+
+@pytest.mark.parametrize("path", [COMPOSE, COMPOSE_TESTS], ids=lambda p: p.name)
+def test_stop_grace_covers_the_drain(path):
+    """docker stop waits longer than Triton drains requests in flight (--exit-timeout-secs) before SIGKILL."""
+    triton = load(path)["services"]["triton"]
+    assert duration_s(triton["stop_grace_period"]) >= srv.DRAIN_S + 5
+    assert triton.get("stop_signal", "SIGTERM") == "SIGTERM"
 
 
 def test_env_file_volume_and_restart(triton):
@@ -296,7 +306,8 @@ def test_tests_compose_server_is_the_production_server():
     """The tests' server is built and configured like docker-compose.yml's, without published ports."""
     prod = load(COMPOSE)["services"]["triton"]
     test = load(COMPOSE_TESTS)["services"]["triton"]
-    for key in ("build", "image", "env_file", "environment", "volumes", "shm_size", "ulimits", "deploy", "healthcheck"):
+    for key in ("build", "image", "env_file", "environment", "volumes", "shm_size", "ulimits", "deploy", "healthcheck",
+                "stop_grace_period"):
         assert test[key] == prod[key], key
     assert "ports" not in test
     assert sorted(test["expose"]) == ["8000", "8001", "8002"]

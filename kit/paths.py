@@ -1,0 +1,28 @@
+"""Where the kit keeps things: the project root and its per-checkout state folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+STATE_FILE = "server.json"
+
+
+def project_root() -> Path:
+    """The repository root (the folder that holds ``kit/``)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def kit_dir() -> Path:
+    """Per-checkout state (detached server record, prepared server copy, logs); ``KIT_STATE_DIR`` overrides it."""
+    return Path(os.environ.get("KIT_STATE_DIR", project_root() / ".kit"))
+
+
+def logs_dir() -> Path:
+    """Server and supervisor logs."""
+    return kit_dir() / "logs"
+
+
+def state_path() -> Path:
+    """The detached server's record (``python -m kit serve --detach``)."""
+    return kit_dir() / STATE_FILE

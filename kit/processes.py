@@ -1,0 +1,94 @@
+"""The server's processes, read from ``/proc``: sessions, liveness, stub command lines, ending them.
+
+A server started by the kit leads a process session of its own; every stub and vLLM engine
+process it spawns stays in that session, so the session id (the server's pid) finds them all.
+Zombies count as gone.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from kit.exceptions import ServerError
+
+STUB_BINARY = "triton_python_backend_stub"
+
+
+def _stat(pid: int | str) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state, ppid, pgrp, session, ...)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+    except OSError:
+        return None
+
+
+def processes() -> list[int]:
+    """Every process this user can see (inside a container: the server and its stubs)."""
+    return [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit()]
+
+
+def session_processes(sid: int) -> list[int]:
+    """Every live process of session ``sid`` (the server and everything it spawned)."""
+    found = []
+    for pid in processes():
+        fields = _stat(pid)
+        if fields and len(fields) > 3 and int(fields[3]) == sid and fields[0] != "Z":
+            found.append(pid)
+    return found
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether ``pid`` runs (a zombie does not)."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    fields = _stat(pid)
+    return fields is None or fields[0] != "Z"
+
+
+def command_line(pid: int) -> str | None:
+    """``pid``'s arguments joined by spaces, None when it is gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return None
+
+
+def stub_command_lines(pids) -> list[str]:
+    """The command lines of the Triton Python stubs among ``pids`` (one stub per model instance)."""
+    return [line for line in map(command_line, pids) if line and STUB_BINARY in line]
+
+
+def model_stubs(sid: int, repository: Path | str, model: str) -> list[int]:
+    """The stub processes of ``model`` (one per instance) in session ``sid``: their command line names its folder."""
+    needle = f"{str(repository).rstrip('/')}/{model}/"
+    return [pid for pid in session_processes(sid) if any(needle in line for line in stub_command_lines([pid]))]
+
+
+def kill_session(sid: int, timeout: float = 20.0) -> None:
+    """SIGTERM every process of the session, then SIGKILL whatever is left after ``timeout``."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
+        pids = session_processes(sid)
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not session_processes(sid):
+                return
+            time.sleep(0.1)
+    left = session_processes(sid)
+    if left:
+        raise ServerError(f"processes {left} of the server survived SIGKILL; check `ps -s {sid}`")
