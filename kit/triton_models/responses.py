@@ -43,12 +43,15 @@ class ResponsePump:
     * ``final`` is true for the last send of a request. Items put after a final item, before its
       send, are dropped; a ``send`` callback must itself ignore keys it has already finished.
     * An exception raised by ``send`` goes to ``on_error(key, exc)`` and the pump goes on.
+    * ``senders=0`` sends inline, in the thread that puts, one item per send (no coalescing): the
+      behaviour before the pump, kept for side-by-side benchmarks (``benchmarks/response_pump.py``).
     """
 
     def __init__(self, send: SendFn, *, senders: int = 2, name: str = "responses",
                  on_error: Callable[[Hashable, BaseException], None] | None = None):
-        if senders < 1:
-            raise ValueError(f"senders must be ≥ 1, got {senders}")
+        if senders < 0:
+            raise ValueError(f"senders must be ≥ 0, got {senders}")
+        self._inline = senders == 0
         self._send = send
         self._on_error = on_error or (lambda key, exc: None)
         self._pending: dict[Hashable, list] = {}
@@ -67,6 +70,14 @@ class ResponsePump:
 
     def put(self, key: Hashable, item: Any, final: bool = False) -> None:
         """Queue ``item`` for request ``key``; ``final`` marks the request's last item."""
+        if self._inline:
+            self.sends += 1
+            self.items += 1
+            try:
+                self._send(key, [item], final)
+            except BaseException as exc:  # noqa: BLE001
+                self._on_error(key, exc)
+            return
         with self._cond:
             if key in self._final:
                 return
@@ -123,7 +134,11 @@ class CancelWatcher:
     """Calls ``on_cancel(key)`` once for each watched request whose ``is_cancelled()`` turns true.
 
     ``is_cancelled`` is the response sender's method (a round trip to the server); it is called
-    from the watcher's thread only, every :data:`CANCEL_CHECK_S` per request.
+    from the watcher's thread only, every :data:`CANCEL_CHECK_S` per request, and never for a key
+    after :meth:`unwatch` returned: the server frees a request's state once its final response is
+    sent, so a request must be unwatched *before* its final send (asking about a finished request
+    crashed tritonserver with SIGSEGV at 64 streams on an H200). :meth:`unwatch` waits for a check
+    of that key in progress (at most one round trip).
     """
 
     def __init__(self, on_cancel: Callable[[Hashable], None], *, interval_s: float = CANCEL_CHECK_S,
@@ -141,6 +156,7 @@ class CancelWatcher:
             self._watched[key] = is_cancelled
 
     def unwatch(self, key: Hashable) -> None:
+        """Stop watching ``key``; once this returns, ``is_cancelled`` of ``key`` is not called again."""
         with self._lock:
             self._watched.pop(key, None)
 
@@ -150,19 +166,22 @@ class CancelWatcher:
     def check(self) -> list[Hashable]:
         """One pass over the watched requests; returns (and stops watching) the cancelled ones."""
         with self._lock:
-            watched = list(self._watched.items())
+            keys = list(self._watched)
         cancelled = []
-        for key, is_cancelled in watched:
-            try:
-                if not is_cancelled():
-                    continue
-            except Exception:  # noqa: BLE001 - a sender already closed: nothing left to cancel
-                continue
-            with self._lock:
-                if self._watched.pop(key, None) is None:
+        for key in keys:
+            with self._lock:  # held across the round trip: unwatch() waits for it
+                is_cancelled = self._watched.get(key)
+                if is_cancelled is None:
                     continue  # finished meanwhile
-            cancelled.append(key)
-            self._on_cancel(key)
+                try:
+                    hit = bool(is_cancelled())
+                except Exception:  # noqa: BLE001 - a sender already closed: nothing left to cancel
+                    hit = False
+                if hit:
+                    del self._watched[key]
+            if hit:
+                cancelled.append(key)
+                self._on_cancel(key)
         return cancelled
 
     def _run(self) -> None:
