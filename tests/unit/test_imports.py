@@ -21,10 +21,11 @@ def _module_name(path: Path) -> str:
 def _imports(path: Path, module: str, *, top_level_only: bool) -> set[str]:
     """kit modules imported by ``path`` (``from kit import x`` counts as ``kit.x`` when that is a module)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    nodes = tree.body if top_level_only else list(ast.walk(tree))
     if top_level_only:  # imports guarded by `if`/`try` at module level run at import time too
         nodes = [n for stmt in tree.body for n in ast.walk(stmt)
                  if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+    else:
+        nodes = list(ast.walk(tree))
     found = set()
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     for node in nodes:
