@@ -136,7 +136,8 @@ def census(
     Returns ``{lang: {"words": n, "flagged": {word: category}, "masked":
     {word: category}, "counted": n, "better_profanity": [word, ...] or None}}``:
     "flagged" are the words the default policy blocks, "masked" those it only
-    masks in answers, "counted" how many more it only counts.
+    masks in answers, "counted" how many more it only counts. LookupError
+    for a language wordfreq has no list for.
     """
     from wordfreq import top_n_list
 
@@ -209,7 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.census:
         if args.top < 1:
             parser.error("--top must be at least 1")
-        result = census(tuple(args.lang or CENSUS_LANGUAGES), args.top, not args.no_better_profanity)
+        try:
+            result = census(tuple(args.lang or CENSUS_LANGUAGES), args.top, not args.no_better_profanity)
+        except LookupError as exc:
+            parser.error(f"{exc}: give --lang a language wordfreq lists, e.g. {', '.join(CENSUS_LANGUAGES)}")
         if args.json:
             print(json.dumps(result, indent=2, ensure_ascii=False))
         else:

@@ -290,7 +290,7 @@ def _compounds(roots: list[Entry], leaves: list[Entry | None]) -> tuple[str, int
         alts = []
         for entry in roots:
             units = _letter_units(_folded(entry.word), True)
-            longest = max(longest, sum(u.hi for u in units))
+            longest = max(longest, sum(u.longest for u in units))
             leaves.append(entry)
             alts.append("".join(u.regex for u in units) + "()")
         body = "(?:" + "|".join(alts) + ")"

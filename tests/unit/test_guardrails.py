@@ -530,4 +530,7 @@ def test_census_meets_its_goals(capsys):
     assert bench.main(["--census", "--top", "200", "--lang", "de", "--lang", "sv"]) == 0
     out = capsys.readouterr().out
     assert "census: each word checked alone" in out and "[sv] better_profanity (" in out
+    with pytest.raises(SystemExit):
+        bench.main(["--census", "--lang", "xx"])
+    assert "give --lang a language wordfreq lists" in capsys.readouterr().err
 

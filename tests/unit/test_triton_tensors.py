@@ -62,3 +62,41 @@ def test_iterator_keeper_releases_only_after_the_grace_period(pipeline_module, m
     keeper.clear()
     gc.collect()
     assert alive[1]() is None and len(keeper) == 0
+
+
+def test_guard_from_parameters_reads_policy_and_actions(pipeline_module):
+    """The pipeline's guard takes the policy and per-category actions from its config parameters."""
+    guard = pipeline_module.guard_from_parameters({"policy": "better_profanity", "actions": '{"topic": "count"}'})
+    assert guard.policy == "better_profanity" and guard.actions["topic"] == "count"
+    assert pipeline_module.guard_from_parameters({}).policy == "default"
+
+
+def test_guard_metrics_label_each_category_and_direction(pipeline_module, monkeypatch):
+    """GuardMetrics makes one kit_guard_matches_total series per looked-for category and direction."""
+    made = {}
+
+    class Family:  # stands for pb_utils.MetricFamily
+        COUNTER = "counter"
+
+        def __init__(self, name, description, kind):
+            self.name = name
+
+        def Metric(self, labels):  # noqa: N802 - Triton's name
+            metric = types.SimpleNamespace(total=0.0, labels=labels)
+            metric.increment = lambda value: setattr(metric, "total", metric.total + value)
+            made[(self.name, tuple(sorted(labels.items())))] = metric
+            return metric
+
+    monkeypatch.setattr(pipeline_module.pb_utils, "MetricFamily", Family, raising=False)
+    metrics = pipeline_module.GuardMetrics("m", {"obscenity": "block", "insult": "count", "topic": "allow"})
+    try:
+        metrics.add(("input", "obscenity"))
+        metrics.add(("output", "insult"), 2)
+        metrics.flush()
+    finally:
+        metrics.close()
+    series = {dict(k[1])["category"] + "/" + dict(k[1])["where"]: m for k, m in made.items()
+              if k[0] == "kit_guard_matches_total"}
+    assert set(series) == {"obscenity/input", "obscenity/output", "insult/input", "insult/output"}
+    assert series["obscenity/input"].total == 1 and series["insult/output"].total == 2
+    assert series["insult/output"].labels["action"] == "count"
