@@ -18,21 +18,30 @@ import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
+from kit import contract
 from kit.config import LLM_MODEL, PIPELINE_MODEL
 from kit.exceptions import InferenceError, RequestError, ServerError
 
 DEFAULT_TIMEOUT_S = 300.0
 
 
+# Optional outputs a client may ask for with ``outputs=``; both the LLM and the pipeline have them.
+OPTIONAL_OUTPUTS = ("finish_reason", "num_input_tokens", "num_output_tokens", "logprobs")
+
+
 @dataclass(frozen=True)
 class Delta:
-    """One streamed piece of an answer."""
+    """One streamed piece of an answer, with the optional outputs the request asked for (else None)."""
 
     text: str
     blocked: bool = False
     censored: int = 0
+    finish_reason: str | None = None
+    num_input_tokens: int | None = None
+    num_output_tokens: int | None = None
+    logprobs: list | None = None  # per token: {token id: {"logprob", "rank", "decoded_token"}}
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,29 @@ class Result:
     chunks: int
     model: str
     deltas: tuple[str, ...] = field(default=(), repr=False)
+    finish_reason: str | None = None
+    """``stop`` or ``length`` (ask with ``outputs=["finish_reason"]``)."""
+    num_input_tokens: int | None = None
+    num_output_tokens: int | None = None
+    """Tokens of the prompt and of the answer (ask with ``outputs=[...]``)."""
+    logprobs: list | None = field(default=None, repr=False)
+    """One ``{token id: {logprob, rank, decoded_token}}`` per generated token (``outputs=["logprobs"]``
+    plus the sampling parameter ``logprobs``: how many alternatives per token)."""
+
+
+def _combine(deltas: list[Delta]) -> dict[str, Any]:
+    """A whole answer's optional outputs: the last finish reason and prompt count, summed tokens, all logprobs."""
+    out: dict[str, Any] = {}
+    for delta in deltas:
+        if delta.finish_reason is not None:
+            out["finish_reason"] = delta.finish_reason
+        if delta.num_input_tokens is not None:
+            out["num_input_tokens"] = delta.num_input_tokens
+        if delta.num_output_tokens is not None:
+            out["num_output_tokens"] = out.get("num_output_tokens", 0) + delta.num_output_tokens
+        if delta.logprobs is not None:
+            out["logprobs"] = out.get("logprobs", []) + delta.logprobs
+    return out
 
 
 def _is_pipeline(model: str) -> bool:
@@ -61,10 +93,19 @@ def request_inputs(
     max_tokens: int | None = None,
     sampling: Mapping[str, Any] | str | None = None,
     prompt_is_formatted: bool = False,
+    outputs: Iterable[str] = (),
 ) -> dict[str, Any]:
-    """The input tensors (name → Python value) for ``model``: the pipeline and the LLM differ."""
+    """The input tensors (name → Python value) for ``model``: the pipeline and the LLM differ.
+
+    ``outputs`` names optional outputs to ask for (:data:`OPTIONAL_OUTPUTS`); ``sampling`` may
+    carry any vLLM ``SamplingParams`` field, e.g. ``{"structured_outputs": {"json": schema}}``.
+    """
     params = json.loads(sampling) if isinstance(sampling, str) else dict(sampling or {})
     inputs: dict[str, Any] = {"text_input": prompt, "stream": stream}
+    for name in outputs:
+        if name not in OPTIONAL_OUTPUTS:
+            raise ValueError(f"unknown optional output {name!r}; choose from {', '.join(OPTIONAL_OUTPUTS)}")
+        inputs[f"return_{name}"] = True
     if _is_pipeline(model):
         if max_tokens is not None:
             inputs["max_tokens"] = max_tokens
@@ -79,20 +120,27 @@ def request_inputs(
     return inputs
 
 
-def grpc_inputs(values: Mapping[str, Any]):
-    """tritonclient gRPC ``InferInput`` objects for a name → value mapping."""
+def grpc_inputs(values: Mapping[str, Any], model: str = PIPELINE_MODEL):
+    """tritonclient gRPC ``InferInput`` objects for a name → value mapping, typed as ``model`` declares.
+
+    Names the model does not declare are typed from the Python value (bool → BOOL, int → INT32,
+    else BYTES), so a test can still send them and see the server's answer.
+    """
     import numpy as np
     import tritonclient.grpc as grpcclient
+    from tritonclient.utils import triton_to_np_dtype
 
+    declared = {t.name: t.wire_type for t in contract.for_model(model).inputs}
     out = []
     for name, value in values.items():
-        if isinstance(value, bool):
-            array, dtype = np.array([value], dtype=bool), "BOOL"
-        elif isinstance(value, int):
-            array, dtype = np.array([value], dtype=np.int32), "INT32"
-        else:
+        dtype = declared.get(name)
+        if dtype is None:
+            dtype = "BOOL" if isinstance(value, bool) else "INT32" if isinstance(value, int) else "BYTES"
+        if dtype == "BYTES":
             raw = value if isinstance(value, bytes) else str(value).encode("utf-8", errors="surrogatepass")
-            array, dtype = np.array([raw], dtype=np.object_), "BYTES"
+            array = np.array([raw], dtype=np.object_)
+        else:
+            array = np.array([value], dtype=triton_to_np_dtype(dtype))
         tensor = grpcclient.InferInput(name, [1], dtype)
         tensor.set_data_from_numpy(array)
         out.append(tensor)
@@ -107,11 +155,30 @@ def delta_from_result(result) -> Delta | None:
     blocked = result.as_numpy("input_blocked")
     censored = result.as_numpy("censored_words")
     raw = (t.encode("utf-8") if isinstance(t, str) else bytes(t) for t in text.reshape(-1))
+    optional = {name: result.as_numpy(name) for name in OPTIONAL_OUTPUTS}
     return Delta(
         text=b"".join(raw).decode("utf-8", errors="replace"),
         blocked=bool(blocked.reshape(-1)[0]) if blocked is not None else False,
         censored=int(censored.reshape(-1)[0]) if censored is not None else 0,
+        **_optional_values({k: v.reshape(-1)[0] for k, v in optional.items() if v is not None}),
     )
+
+
+def _optional_values(first: Mapping[str, Any]) -> dict[str, Any]:
+    """The optional outputs of one response (first element each, as sent) as Python values."""
+    def text(value) -> str:
+        return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+    out: dict[str, Any] = {}
+    if "finish_reason" in first:
+        reason = text(first["finish_reason"])
+        out["finish_reason"] = None if reason == "None" else reason
+    for name in ("num_input_tokens", "num_output_tokens"):
+        if name in first:
+            out[name] = int(first[name])
+    if "logprobs" in first:
+        out["logprobs"] = json.loads(text(first["logprobs"]))
+    return out
 
 
 FINAL_PARAMETER = "triton_final_response"
@@ -192,6 +259,7 @@ class Client:
             chunks=sum(1 for d in deltas if d.text),
             model=model,
             deltas=tuple(d.text for d in deltas),
+            **_combine(deltas),
         )
 
     # ------------------------------------------------------------------ gRPC
@@ -204,7 +272,7 @@ class Client:
         try:
             client.start_stream(callback=lambda result, error: answers.put((result, error)))
             client.async_stream_infer(
-                model, grpc_inputs(inputs), request_id=uuid.uuid4().hex, enable_empty_final_response=True
+                model, grpc_inputs(inputs, model), request_id=uuid.uuid4().hex, enable_empty_final_response=True
             )
             deadline = time.monotonic() + self.timeout_s
             while True:
@@ -275,4 +343,5 @@ def _delta_from_json(event: Mapping[str, Any]) -> Delta:
         text=first(event.get("text_output"), ""),
         blocked=bool(first(event.get("input_blocked"), False)),
         censored=int(first(event.get("censored_words"), 0)),
+        **_optional_values({k: first(event[k], None) for k in OPTIONAL_OUTPUTS if k in event}),
     )

@@ -46,7 +46,7 @@ from kit.client import delta_from_result, grpc_inputs, is_final, request_inputs
 
 SWEEP_COLUMNS = [
     "endpoint", "concurrency", "max_tokens", "requests", "output_tokens_per_s",
-    "ttft_p50_ms", "itl_mean_ms", "latency_p50_s", "errors",
+    "ttft_p50_ms", "itl_mean_ms", "latency_p50_s", "errors", "responses_per_request",
 ]
 EXTRA_SUMMARY_COLUMNS = [
     "model", "requests_per_s", "ttft_p90_ms", "ttft_p99_ms", "itl_p50_ms", "latency_p90_s",
@@ -119,7 +119,7 @@ async def _one_request(client, model: str, inputs: list, request_id: str, timeou
 async def _run_level_async(
     grpc_url: str, model: str, *, concurrency: int, indices: Sequence[int], max_tokens: int,
     prompts: Sequence[str], prompt_is_formatted: bool, sampling: Mapping[str, Any] | None, progress: bool,
-    endpoint: str, timeout_s: float,
+    endpoint: str, timeout_s: float, stream: bool = True,
 ) -> list[dict[str, Any]]:
     """Requests ``indices`` (request ``i`` carries ``prompts[i % len(prompts)]``), ``concurrency`` at a time.
 
@@ -131,7 +131,7 @@ async def _run_level_async(
 
     params = {"ignore_eos": True, **dict(sampling or {})}
     payloads = {
-        i: request_inputs(model, prompts[i % len(prompts)], stream=True, max_tokens=max_tokens, sampling=params,
+        i: request_inputs(model, prompts[i % len(prompts)], stream=stream, max_tokens=max_tokens, sampling=params,
                           prompt_is_formatted=prompt_is_formatted)
         for i in indices
     }
@@ -143,7 +143,7 @@ async def _run_level_async(
 
     async def worker() -> None:
         for index in order:  # a shared iterator: each index is taken by exactly one worker
-            inputs = grpc_inputs(payloads[index])
+            inputs = grpc_inputs(payloads[index], model)
             record = await _one_request(client, model, inputs, f"{endpoint}-{index}-{uuid.uuid4().hex[:8]}",
                                         timeout_s)
             record["request"] = index
@@ -233,8 +233,11 @@ def run_level(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     processes: int = 1,
     pool: Executor | None = None,
+    stream: bool = True,
 ) -> pd.DataFrame:
-    """``requests`` streaming requests to ``model``, ``concurrency`` at a time: one row per request.
+    """``requests`` requests to ``model``, ``concurrency`` at a time: one row per request.
+
+    Requests stream unless ``stream`` is false (then the one answer's arrival is both TTFT and latency).
 
     Request ``i`` carries ``prompts[i % len(prompts)]``, so two endpoints measured with the
     same arguments receive the same requests. With ``processes`` > 1 the streams are shared
@@ -249,7 +252,7 @@ def run_level(
     label = endpoint or model
     common = dict(grpc_url=grpc_url, model=model, max_tokens=max_tokens, prompts=list(prompts),
                   prompt_is_formatted=prompt_is_formatted, sampling=dict(sampling or {}), endpoint=label,
-                  timeout_s=timeout_s)
+                  timeout_s=timeout_s, stream=stream)
     parts = shares(concurrency, requests, processes)
     if len(parts) == 1:
         rows = _run_sync(lambda: _run_level_async(concurrency=concurrency, indices=range(requests),
@@ -322,6 +325,9 @@ def summarize(per_request: pd.DataFrame) -> pd.DataFrame:
             "itl_mean_ms": float(ok["_itl_s"].mean()) * 1e3 if ok["_itl_s"].notna().any() else float("nan"),
             "latency_p50_s": _pct(ok["latency_s"], 50),
             "errors": int((~group["_ok"]).sum()),
+            # streamed responses per request: ~max_tokens when every token travels alone, fewer
+            # when the backend coalesces tokens that piled up while a send was in flight
+            "responses_per_request": float(ok["responses"].mean()) if len(ok) else float("nan"),
             "model": group["model"].iloc[0] if "model" in group else endpoint,
             "requests_per_s": len(ok) / wall if wall > 0 else float("nan"),
             "ttft_p90_ms": _pct(ok["ttft_s"], 90) * 1e3,

@@ -7,6 +7,12 @@ returns, so the next request is accepted at once and every request waits on
 the LLM concurrently (the engine batches them). In ``blocking`` mode each
 request is handled to the end inside ``execute``: one at a time per instance,
 which reproduces the original showcase's flat throughput for comparison.
+
+A client that does not stream gets its answer from a non-streaming LLM request: one BLS
+response instead of one per delta, censored in one piece (the streaming censor's output equals
+the one-shot censor's). Cancellation is asked about by one
+:class:`~kit.triton_models.responses.CancelWatcher` per instance for every request in flight,
+streaming or not, and aborts the LLM request; the worker then ends with a CANCELLED error.
 """
 
 from __future__ import annotations
@@ -22,10 +28,12 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from kit import contract
 from kit.exceptions import RequestError
 from kit.guardrails import Guard
 from kit.pipeline import PromptFormatter, check_request, llm_sampling_json
 from kit.triton_models import tensors
+from kit.triton_models.responses import CancelWatcher
 from kit.triton_models.vllm_backend import ABORT_PARAMETER, ID_PARAMETER
 
 MAX_WORKERS = 1024
@@ -129,6 +137,60 @@ class IteratorKeeper:
             self._kept.clear()
 
 
+class LLMExtras:
+    """The optional outputs of the LLM's responses since the pipeline last answered, merged.
+
+    The streaming censor holds text back, so one pipeline response may stand for several LLM
+    responses: token counts add up, logprobs lists are joined, the prompt's token count is the
+    latest seen, and the LLM's finish reason goes to the pipeline's final response.
+    """
+
+    def __init__(self, names: list[str]):
+        self.names = names
+        self.finish_reason = "None"
+        self.num_input_tokens = 0
+        self.has_logprobs = False  # the LLM sends null when the request set no sampling `logprobs`
+        self._reset()
+
+    def _reset(self) -> None:
+        self.num_output_tokens = 0
+        self.logprobs: list | None = [] if self.has_logprobs else None
+
+    def add(self, response) -> None:
+        if not self.names:
+            return
+
+        def first(name):
+            tensor = pb_utils.get_output_tensor_by_name(response, name)
+            return None if tensor is None else tensor.as_numpy().reshape(-1)[0]
+
+        if (reason := first("finish_reason")) is not None:
+            self.finish_reason = reason.decode() if isinstance(reason, bytes) else str(reason)
+        if (count := first("num_input_tokens")) is not None:
+            self.num_input_tokens = int(count)
+        if (count := first("num_output_tokens")) is not None:
+            self.num_output_tokens += int(count)
+        if (raw := first("logprobs")) is not None:
+            entries = json.loads(raw)
+            if entries is not None:
+                self.has_logprobs = True
+                self.logprobs = (self.logprobs or []) + entries
+
+    def take(self, final: bool = False) -> dict:
+        """The values for the next pipeline response (name → value), then start counting afresh.
+
+        The finish reason goes only to the ``final`` response (the others say None, like the LLM's).
+        """
+        values = {
+            "finish_reason": self.finish_reason if final else "None",
+            "num_input_tokens": self.num_input_tokens,
+            "num_output_tokens": self.num_output_tokens,
+            "logprobs": json.dumps(self.logprobs),
+        }
+        self._reset()
+        return {name: values[name] for name in self.names}
+
+
 class TritonPythonModel:
     def initialize(self, args):
         self.model_config = json.loads(args["model_config"])
@@ -148,6 +210,8 @@ class TritonPythonModel:
         self.max_context = self.formatter.max_context
         self.metrics = GuardMetrics(self.name)
         self.keeper = IteratorKeeper()
+        self.llm_streams: dict[str, object] = {}  # request id → its BLS response iterator, while in flight
+        self.watcher = CancelWatcher(self._abort_llm, name="bls-cancel-watch")
         self.pool = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="bls") if self.mode == "async" else None
         pb_utils.Logger.log_info(f"{self.name}: bls_mode={self.mode}, context={self.max_context}")
 
@@ -161,12 +225,19 @@ class TritonPythonModel:
         return None
 
     # ------------------------------------------------------------------ one request
-    def _respond(self, text: str, blocked: bool, censored: int):
-        return pb_utils.InferenceResponse(output_tensors=[
+    def _respond(self, text: str, blocked: bool, censored: int, extras: dict | None = None):
+        """One response; ``extras`` holds the optional outputs the client asked for (name → value)."""
+        out = [
             tensors.bytes_tensor("text_output", [text]),
             pb_utils.Tensor("input_blocked", np.array([blocked], dtype=np.bool_)),
             pb_utils.Tensor("censored_words", np.array([censored], dtype=np.int32)),
-        ])
+        ]
+        for name, value in (extras or {}).items():
+            if name in ("finish_reason", "logprobs"):
+                out.append(tensors.bytes_tensor(name, [value]))
+            else:
+                out.append(pb_utils.Tensor(name, np.array([value], dtype=np.uint32)))
+        return pb_utils.InferenceResponse(output_tensors=out)
 
     def _handle(self, request, sender) -> None:
         """Answer one request completely; every path ends with a final flag."""
@@ -180,15 +251,22 @@ class TritonPythonModel:
                 prompt_is_formatted=tensors.flag(request, "prompt_is_formatted"),
                 max_context=self.max_context,
             )
+            extras = [name for name in contract.PIPELINE_EXTRAS if tensors.flag(request, f"return_{name}")]
+            if "logprobs" in extras and self.censor_output:
+                raise RequestError(
+                    "return_logprobs is refused while the output censor is on: the tokens would reveal the "
+                    "censored words; drop return_logprobs or serve a pipeline with censor_output false"
+                )
             started = time.perf_counter()
             blocked = self.block_input and self.guard.is_profane(req.prompt)
             self.metrics.add("guard_us", (time.perf_counter() - started) * 1e6)
             if blocked:
                 self.metrics.add("blocked")
-                sender.send(self._respond(self.refusal, True, 0), flags=tensors.FINAL)
+                nothing = {"finish_reason": "stop", "num_input_tokens": 0, "num_output_tokens": 0, "logprobs": "[]"}
+                sender.send(self._respond(self.refusal, True, 0, {k: nothing[k] for k in extras}), flags=tensors.FINAL)
                 return
             prompt = self.formatter.format(req)
-            self._generate(req, prompt, sender)
+            self._generate(req, prompt, sender, extras)
         except RequestError as exc:
             self.metrics.add("errors")
             tensors.send_error(sender, str(exc))
@@ -197,8 +275,14 @@ class TritonPythonModel:
             pb_utils.Logger.log_error(f"{self.name}: request failed: {exc!r}")
             tensors.send_error(sender, f"pipeline failed: {exc}", pb_utils.TritonError.INTERNAL)
 
-    def _cancel(self, responses, request_id: str) -> None:
-        """Cancel the LLM request and drain its responses (abandoning a BLS stream crashes the server)."""
+    def _abort_llm(self, request_id: str) -> None:
+        """Ask the LLM to end request ``request_id`` early (the client cancelled; watcher thread).
+
+        The LLM then ends its stream with a CANCELLED error, which the worker passes on.
+        """
+        if request_id not in self.llm_streams:
+            return  # finished meanwhile
+        responses = self.llm_streams[request_id]  # None until exec() returned, with the first response
         if hasattr(responses, "cancel"):  # Triton ≥ 24.11
             responses.cancel()
         else:
@@ -212,44 +296,62 @@ class TritonPythonModel:
             for _ in answers:
                 pass
             self.keeper.keep(answers)
+
+    def _cancel(self, responses, request_id: str) -> None:
+        """Cancel the LLM request and drain its responses (abandoning a BLS stream crashes the server)."""
+        self._abort_llm(request_id)
         for _ in responses:
             pass
 
-    def _generate(self, req, prompt: str, sender) -> None:
+    def _generate(self, req, prompt: str, sender, extras: list[str]) -> None:
         request_id = uuid.uuid4().hex
+        flags = [pb_utils.Tensor(f"return_{name}", np.array([True], dtype=np.bool_)) for name in extras]
         llm_request = pb_utils.InferenceRequest(
             model_name=self.llm_model,
             inputs=[
                 pb_utils.Tensor("text_input", np.array([prompt.encode("utf-8")], dtype=np.object_)),
-                pb_utils.Tensor("stream", np.array([True], dtype=np.bool_)),
+                pb_utils.Tensor("stream", np.array([req.stream], dtype=np.bool_)),
                 pb_utils.Tensor("sampling_parameters", np.array([llm_sampling_json(req).encode()], dtype=np.object_)),
                 pb_utils.Tensor("exclude_input_in_output", np.array([True], dtype=np.bool_)),
+                *flags,
             ],
-            requested_output_names=["text_output"],
+            requested_output_names=["text_output", *extras],
             parameters={ID_PARAMETER: request_id},
         )
+        pending = LLMExtras(extras)
         censor = self.guard.stream() if self.censor_output else None
         collected: list[str] = []
         reported = 0
         guard_s = 0.0
-        cancel_check = tensors.CancelCheck()
-        responses = llm_request.exec(decoupled=True)
+        # exec() returns with the LLM's first response, which for a non-streaming request is its
+        # last: watch from before it, so that cancelling can abort a long non-streaming answer.
+        self.llm_streams[request_id] = None
+        self.watcher.watch(request_id, sender.is_cancelled)
+        try:
+            responses = llm_request.exec(decoupled=True)
+        except BaseException:
+            self.watcher.unwatch(request_id)
+            self.llm_streams.pop(request_id, None)
+            raise
+        self.llm_streams[request_id] = responses
+        failure = None  # (message, code) of the LLM's error response, the stream's last
         try:
             for response in responses:
-                if response.has_error():  # an error response is the stream's last
+                if response.has_error():
+                    code = response.error().code()
+                    if code == pb_utils.TritonError.CANCELLED:
+                        failure = ("request cancelled", code)
+                        break
                     message = f"{self.llm_model}: {response.error().message()}"
-                    if response.error().code() != pb_utils.TritonError.INVALID_ARG:
+                    if code != pb_utils.TritonError.INVALID_ARG:
                         pb_utils.Logger.log_error(f"{self.name}: {message}")  # e.g. a dead stub, for `kit status`
                     self.metrics.add("errors")
-                    tensors.send_error(sender, message)
-                    return
-                if cancel_check.due() and sender.is_cancelled():
-                    self._cancel(responses, request_id)
-                    tensors.send_error(sender, "request cancelled", pb_utils.TritonError.CANCELLED)
-                    return
+                    failure = (message, None)
+                    break
                 out = pb_utils.get_output_tensor_by_name(response, "text_output")
                 if out is None:
                     continue  # the empty final response of a decoupled stream
+                pending.add(response)
                 delta = b"".join(out.as_numpy().reshape(-1)).decode("utf-8", errors="replace")
                 if censor is not None:
                     started = time.perf_counter()
@@ -260,23 +362,33 @@ class TritonPythonModel:
                 elif delta:
                     count = censor.censored - reported if censor else 0
                     reported += count
-                    sender.send(self._respond(delta, False, count))
+                    sender.send(self._respond(delta, False, count, pending.take()))
         except BaseException:
             self._cancel(responses, request_id)
             raise
-        finally:
+        finally:  # unwatched before any final send (see CancelWatcher)
+            self.watcher.unwatch(request_id)
+            self.llm_streams.pop(request_id, None)
             self.keeper.keep(responses)
             self.metrics.add("guard_us", guard_s * 1e6)
+        if failure is not None:
+            tensors.send_error(sender, *failure)
+            return
         tail = censor.close() if censor else ""
         total = censor.censored if censor else 0
         self.metrics.add("censored", total)
         if req.stream:
-            sender.send(self._respond(tail, False, total - reported), flags=tensors.FINAL)
+            sender.send(self._respond(tail, False, total - reported, pending.take(final=True)), flags=tensors.FINAL)
         else:
-            sender.send(self._respond("".join(collected) + tail, False, total), flags=tensors.FINAL)
+            sender.send(self._respond("".join(collected) + tail, False, total, pending.take(final=True)),
+                        flags=tensors.FINAL)
 
     def finalize(self):
+        self.watcher.close()
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
         self.metrics.close()
         self.keeper.clear()
+
+
+TritonPythonModel.__doc__ = "The guarded pipeline's Triton model.\n\n" + contract.PIPELINE.doc()

@@ -4,16 +4,26 @@ It follows the public contract of NVIDIA's vLLM backend, so one model
 repository (``config.pbtxt`` with ``backend: "vllm"`` and engine arguments in
 ``1/model.json``) serves on NVIDIA's image and on the pip-installed server:
 
-* inputs ``text_input`` (required), ``stream``, ``sampling_parameters`` (JSON),
-  ``exclude_input_in_output``, ``return_finish_reason``, ``return_num_output_tokens``;
-* outputs ``text_output`` (+ ``finish_reason``, ``num_output_tokens`` when asked);
+* inputs and outputs as :data:`kit.contract.LLM` declares them (listed in
+  :class:`TritonPythonModel`'s docstring); ``auto_complete_config`` fills in
+  whatever ``config.pbtxt`` leaves out, so NVIDIA's two-line sample
+  (``backend: "vllm"`` + ``instance_group``) loads;
+* every response carries all ``n`` sequences in order (NVIDIA's positional contract,
+  :mod:`kit.triton_models.sequences`);
+* multi-LoRA (``enable_lora`` in model.json + ``1/multi_lora.json``; ``lora_name`` in the
+  sampling parameters) and ``ENABLE_VLLM_HEALTH_CHECK`` as in NVIDIA's backend;
 * one engine per model instance, running on an asyncio loop in a background
   thread: ``execute`` only validates and schedules, so any number of requests
   are in flight at once and vLLM batches them continuously;
-* a cancelled request aborts its vLLM request; a bad request gets an
-  ``INVALID_ARG`` error and the model keeps serving;
+* the loop never sends: outputs go to a :class:`~kit.triton_models.responses.ResponsePump`
+  whose sender threads make the blocking round trips to the server and coalesce the
+  outputs that pile up meanwhile (see that module for the H200 profile behind this);
+* a :class:`~kit.triton_models.responses.CancelWatcher` aborts the vLLM request of a
+  cancelled client request, streaming or not; a bad request gets an ``INVALID_ARG`` error
+  and the model keeps serving;
 * with ``REPORT_CUSTOM_METRICS`` the engine's statistics appear on Triton's
-  metrics port.
+  metrics port (:mod:`kit.triton_models.engine_metrics`);
+* unloading waits for the requests in flight.
 """
 
 from __future__ import annotations
@@ -22,20 +32,62 @@ import asyncio
 import json
 import os
 import threading
+import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from kit import sampling
+from kit import contract, sampling
 from kit.exceptions import RequestError
 from kit.triton_models import tensors
 from kit.triton_models.engine_metrics import EngineMetrics
+from kit.triton_models.responses import CancelWatcher, ResponsePump
+from kit.triton_models.sequences import Sequences
 
 
 ID_PARAMETER = "kit_request_id"
 ABORT_PARAMETER = "kit_abort"
+# Optional outputs, each sent only when the request's input `return_<name>` is true.
+EXTRA_OUTPUTS = ("finish_reason", "cumulative_logprob", "logprobs", "num_input_tokens", "num_output_tokens")
+# vLLM's output handler works through one engine step's outputs in chunks of this many running
+# requests and yields to the event loop between chunks. At the default (128) an H200 serving 256
+# streams sent ~250 one-token responses per 300-token request instead of ~60, and output fell to
+# a third; at 512 it ran at 21.9k tok/s. A value above any usual ``max_num_seqs`` keeps one step's
+# outputs together. The server's environment wins where it sets the variable.
+OUTPUT_PROC_CHUNK_SIZE = "1024"
+# Sender threads per model instance (see kit.triton_models.responses); KIT_RESPONSE_SENDERS overrides.
+RESPONSE_SENDERS = 2
+
+
+def _truthy(value) -> bool:
+    """model.json and config parameters say true as a bool or as text (NVIDIA's backend reads both)."""
+    return str(value).strip().lower() == "true"
+
+
+def read_loras(engine_json: dict, version_dir: Path) -> dict[str, str]:
+    """Adapter name → folder from ``multi_lora.json`` when model.json says ``enable_lora``; else empty.
+
+    NVIDIA's layout: ``1/multi_lora.json`` maps each name to an adapter folder (PEFT layout);
+    relative folders are taken from the version folder.
+    """
+    if not _truthy(engine_json.get("enable_lora", False)):
+        return {}
+    path = version_dir / "multi_lora.json"
+    try:
+        table = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise pb_utils.TritonModelException(
+            f"model.json enables LoRA but {path} is missing; add it: {{\"<adapter name>\": \"<adapter folder>\"}}"
+        ) from None
+    except ValueError as exc:
+        raise pb_utils.TritonModelException(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
+        raise pb_utils.TritonModelException(f"{path} must map adapter names to folders (strings)")
+    return {name: str((version_dir / folder).resolve()) for name, folder in table.items()}
 
 
 def _request_parameters(request) -> dict:
@@ -46,7 +98,40 @@ def _request_parameters(request) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+@dataclass(slots=True)
+class Job:
+    """One request on its way through the engine (read by the loop and by the sender threads)."""
+
+    request_id: str
+    prompt: str
+    stream: bool
+    prepend_prompt: bool  # NVIDIA's contract: without streaming the prompt is prepended unless excluded
+    params: dict
+    extras: set  # the optional outputs asked for (EXTRA_OUTPUTS)
+    lora: Any = None  # vLLM's LoRARequest, or None for the base model
+    sequences: Any = None  # its Sequences, once the engine has it (merged by the sender threads)
+    sender: Any = None
+    task: Any = None  # its asyncio task, once running (read and written on the loop only)
+    cancelled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """The last item of a job that ends with an error instead of an output."""
+
+    message: str
+    code: Any = None  # a pb_utils.TritonError code; None → INVALID_ARG
+
+
 class TritonPythonModel:
+    @staticmethod
+    def auto_complete_config(auto_complete_model_config):
+        """Fill in the contract's tensors, the decoupled policy and ``max_batch_size: 0`` (vLLM batches)."""
+        contract.LLM.complete(auto_complete_model_config)
+        auto_complete_model_config.set_model_transaction_policy({"decoupled": True})
+        auto_complete_model_config.set_max_batch_size(0)
+        return auto_complete_model_config
+
     def initialize(self, args):
         self.model_config = json.loads(args["model_config"])
         if not pb_utils.using_decoupled_model_transaction_policy(self.model_config):
@@ -56,20 +141,35 @@ class TritonPythonModel:
         self.logger = pb_utils.Logger
         model_json = Path(args["model_repository"]) / args["model_version"] / "model.json"
         engine_json = json.loads(model_json.read_text())
-        report_flag = tensors.config_parameters(self.model_config).get("REPORT_CUSTOM_METRICS", "")
-        report = report_flag.lower() in ("true", "1", "yes")
-        if report:
-            engine_json["disable_log_stats"] = False
-        self.metrics = EngineMetrics({"model": args["model_name"], "version": args["model_version"]}) if report else None
+        # NVIDIA's rule: engine metrics need REPORT_CUSTOM_METRICS and vLLM's statistics (which
+        # `disable_log_stats: true` in model.json turns off).
+        self.report_metrics = self._config_flag("REPORT_CUSTOM_METRICS") and not _truthy(
+            engine_json.get("disable_log_stats", False)
+        )
+        self.labels = {"model": args["model_name"], "version": args["model_version"]}
+        self.metrics = None
+        self.loras = read_loras(engine_json, model_json.parent)
+        self.health_check = self._config_flag("ENABLE_VLLM_HEALTH_CHECK")
+        self.healthy = True
 
         self._pin_device(args)
+        os.environ.setdefault("VLLM_V1_OUTPUT_PROC_CHUNK_SIZE", OUTPUT_PROC_CHUNK_SIZE)
+        self.jobs: dict[str, Job] = {}
+        senders = int(os.environ.get("KIT_RESPONSE_SENDERS", RESPONSE_SENDERS))
+        self.pump = ResponsePump(self._send, senders=senders, name="vllm-send", on_error=self._send_failed)
+        self.watcher = CancelWatcher(self._cancel, name="vllm-cancel-watch")
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="vllm-engine-loop", daemon=True)
         self.thread.start()
         self.engine = asyncio.run_coroutine_threadsafe(self._create_engine(engine_json), self.loop).result()
         self.max_context = self.engine.model_config.max_model_len
-        self.in_flight: set[str] = set()
-        self.logger.log_info(f"vLLM engine ready for {engine_json.get('model')} (context {self.max_context})")
+        self.logger.log_info(
+            f"vLLM engine ready for {engine_json.get('model')} (context {self.max_context}, "
+            f"{senders} response senders)"
+        )
+
+    def _config_flag(self, name: str) -> bool:
+        return _truthy(tensors.config_parameters(self.model_config).get(name, ""))
 
     def _pin_device(self, args) -> None:
         """With ``KIND_GPU`` instances (replicas), each instance's engine sees only its own GPU.
@@ -82,121 +182,223 @@ class TritonPythonModel:
 
     async def _create_engine(self, engine_json: dict):
         from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.usage.usage_lib import UsageContext
         from vllm.v1.engine.async_llm import AsyncLLM
 
         try:
             engine_args = AsyncEngineArgs(**engine_json)
         except TypeError as exc:
             raise pb_utils.TritonModelException(f"model.json has an invalid engine argument: {exc}") from None
-        loggers = [self.metrics.logger_factory()] if self.metrics else None
-        return AsyncLLM.from_engine_args(engine_args, stat_loggers=loggers)
+        if not self.report_metrics:
+            return AsyncLLM.from_engine_args(engine_args)
+        # The token-count histograms' buckets reach the context length, known once vLLM resolved its config.
+        vllm_config = engine_args.create_engine_config(UsageContext.ENGINE_CONTEXT)
+        try:
+            self.metrics = EngineMetrics(self.labels, vllm_config.model_config.max_model_len)
+        except pb_utils.TritonModelException as exc:
+            if "metrics not supported" not in str(exc):
+                raise
+            self.logger.log_info("the server runs with --allow-metrics=false: no engine metrics")
+            return AsyncLLM.from_vllm_config(vllm_config)
+        return AsyncLLM.from_vllm_config(
+            vllm_config, stat_loggers=[self.metrics.logger_factory()],
+            enable_log_requests=engine_args.enable_log_requests,
+        )
 
     # ------------------------------------------------------------------ requests
     def execute(self, requests):
+        if self.metrics is not None and self.metrics.thread is None:
+            self.metrics.start()  # only now: the model is loaded (see EngineMetrics.start)
+        if self.health_check and not self._check_health():
+            for request in requests:
+                tensors.send_error(request.get_response_sender(), "Model is unavailable due to unhealthy vLLM engine",
+                                   pb_utils.TritonError.UNAVAILABLE)
+            return None
         for request in requests:
             sender = request.get_response_sender()
             control = _request_parameters(request)
             if ABORT_PARAMETER in control:
                 # A BLS caller cancelling one of its requests (Triton 2.51's BLS
-                # response iterators have no cancel()): abort it, then answer.
-                asyncio.run_coroutine_threadsafe(self._abort(str(control[ABORT_PARAMETER]), sender), self.loop)
+                # response iterators have no cancel()): cancel it, then answer.
+                self._cancel(str(control[ABORT_PARAMETER]))
+                sender.send(flags=tensors.FINAL)
                 continue
             try:
                 job = self._parse(request)
-                job["request_id"] = str(control.get(ID_PARAMETER) or uuid.uuid4().hex)
             except RequestError as exc:
                 tensors.send_error(sender, str(exc))
                 continue
             except Exception as exc:  # noqa: BLE001 - never let one request kill the stub
                 tensors.send_error(sender, f"could not read the request: {exc}")
                 continue
-            asyncio.run_coroutine_threadsafe(self._generate(job, sender), self.loop)
+            job.request_id = str(control.get(ID_PARAMETER) or uuid.uuid4().hex)
+            job.sender = sender
+            self.jobs[job.request_id] = job
+            self.watcher.watch(job.request_id, sender.is_cancelled)
+            asyncio.run_coroutine_threadsafe(self._generate(job), self.loop)
         return None
 
-    async def _abort(self, request_id: str, sender) -> None:
-        try:
-            if request_id in self.in_flight:
-                await self.engine.abort(request_id)
-        finally:
-            sender.send(flags=tensors.FINAL)
+    def _check_health(self) -> bool:
+        """``ENABLE_VLLM_HEALTH_CHECK``: ask the engine before each batch; once it fails, unload the model."""
+        if self.healthy:
+            try:
+                asyncio.run_coroutine_threadsafe(self.engine.check_health(), self.loop).result()
+            except Exception as exc:  # noqa: BLE001 - any failure means the engine cannot serve
+                self.healthy = False
+                self.logger.log_error(f"the vLLM engine is not healthy ({exc!r}); unloading {self.labels['model']}")
+                pb_utils.unload_model(self.labels["model"])  # returns at once; Triton unloads after this call
+        return self.healthy
 
-    def _parse(self, request) -> dict:
+    def _cancel(self, request_id: str) -> None:
+        """Cancel a job from any thread: vLLM aborts the request, the client gets a CANCELLED error."""
+        self.loop.call_soon_threadsafe(self._cancel_on_loop, request_id)
+
+    def _cancel_on_loop(self, request_id: str) -> None:
+        job = self.jobs.get(request_id)
+        if job is None:
+            return
+        job.cancelled = True  # a task not yet started sees this at its start
+        if job.task is not None:
+            job.task.cancel()
+
+    def _parse(self, request) -> Job:
         prompt = tensors.text(request, "text_input")
         stream = tensors.flag(request, "stream")
         exclude = tensors.optional(request, "exclude_input_in_output")
         if stream and exclude is not None and not bool(exclude):
-            raise RequestError("streaming returns only new text: drop exclude_input_in_output or set it true")
-        params = sampling.parse(tensors.optional(request, "sampling_parameters"), max_context=self.max_context)
-        return {
-            "prompt": prompt,
-            "stream": stream,
-            # NVIDIA's contract: without streaming the prompt is prepended unless excluded
-            "prepend_prompt": not stream and not (exclude is not None and bool(exclude)),
-            "params": params,
-            "finish_reason": tensors.flag(request, "return_finish_reason"),
-            "num_output_tokens": tensors.flag(request, "return_num_output_tokens"),
+            # NVIDIA's text, which its clients compare verbatim: streaming returns only new text
+            raise RequestError(
+                "Error generating stream: When streaming, `exclude_input_in_output` = False is not allowed."
+            )
+        params = self._sampling(request)
+        lora_name = params.pop("lora_name", None)
+        return Job(
+            request_id="",
+            prompt=prompt,
+            stream=stream,
+            prepend_prompt=not stream and not (exclude is not None and bool(exclude)),
+            params=params,
+            extras={name for name in EXTRA_OUTPUTS if tensors.flag(request, f"return_{name}")},
+            lora=self._lora_request(lora_name) if lora_name is not None else None,
+        )
+
+    def _lora_request(self, name: str):
+        """vLLM's ``LoRARequest`` for adapter ``name`` of ``1/multi_lora.json`` (NVIDIA's error texts)."""
+        from vllm.lora.request import LoRARequest
+
+        if not self.loras:
+            raise RequestError("LoRA feature is not enabled.")
+        if name not in self.loras:
+            raise RequestError(f"LoRA {name} is not supported, we currently support {list(self.loras)}")
+        return LoRARequest(name, list(self.loras).index(name) + 1, self.loras[name])
+
+    def _sampling(self, request) -> dict:
+        """``sampling_parameters``, or the request's parameters when that tensor is absent (NVIDIA's contract)."""
+        raw = tensors.optional(request, "sampling_parameters")
+        if raw is not None:
+            return sampling.parse(raw, max_context=self.max_context)
+        params = {
+            k: v for k, v in _request_parameters(request).items()
+            if k not in (ID_PARAMETER, ABORT_PARAMETER) and not k.startswith("triton_")
         }
+        return sampling.check(params, max_context=self.max_context)
 
-    def _response(self, job: dict, outputs, texts: list[str]):
-        out = [tensors.bytes_tensor("text_output", texts)]
-        if job["finish_reason"]:
-            out.append(tensors.bytes_tensor("finish_reason", [str(o.finish_reason) for o in outputs]))
-        if job["num_output_tokens"]:
-            counts = np.array([len(o.token_ids) for o in outputs], dtype=np.uint32)
-            out.append(pb_utils.Tensor("num_output_tokens", counts))
-        return pb_utils.InferenceResponse(output_tensors=out)
-
-    async def _generate(self, job: dict, sender) -> None:
-        from vllm import SamplingParams
+    async def _generate(self, job: Job) -> None:
+        """Run one job on the engine; every path ends with a final item for the pump."""
+        from vllm.exceptions import VLLMClientError  # request errors; not ValueErrors
         from vllm.sampling_params import RequestOutputKind
 
-        request_id = job["request_id"]
-        finished = False
-        cancel_check = tensors.CancelCheck()
+        final: Any = None  # the empty final item, unless an output or a failure ends the job
         try:
-            kind = RequestOutputKind.DELTA if job["stream"] else RequestOutputKind.FINAL_ONLY
-            try:
-                params = SamplingParams(**job["params"], output_kind=kind)
-            except (ValueError, TypeError) as exc:
-                raise RequestError(f"invalid sampling parameters: {exc}") from None
-            self.in_flight.add(request_id)
-            async for output in self.engine.generate(job["prompt"], params, request_id):
-                if cancel_check.due() and sender.is_cancelled():
-                    await self.engine.abort(request_id)
-                    tensors.send_error(sender, "request cancelled", pb_utils.TritonError.CANCELLED)
-                    finished = True
-                    return
-                texts = [o.text for o in output.outputs]
-                if job["prepend_prompt"]:
-                    texts = [job["prompt"] + t for t in texts]
-                flags = tensors.FINAL if output.finished else 0
-                if job["stream"] or output.finished:
-                    sender.send(self._response(job, output.outputs, texts), flags=flags)
-                finished = finished or output.finished
+            job.task = asyncio.current_task()
+            if job.cancelled:
+                raise asyncio.CancelledError
+            kind = RequestOutputKind.DELTA if job.stream else RequestOutputKind.FINAL_ONLY
+            params = sampling.to_vllm(job.params, output_kind=kind)
+            job.sequences = Sequences(params.n, logprobs=params.logprobs is not None)
+            async for output in self.engine.generate(job.prompt, params, job.request_id, lora_request=job.lora):
+                if output.finished:  # the generator's last output
+                    final = output
+                elif job.stream:
+                    self.pump.put(job.request_id, output)
+        except asyncio.CancelledError:  # the watcher or a BLS abort; vLLM aborted the request
+            final = Failure("request cancelled", pb_utils.TritonError.CANCELLED)
         except RequestError as exc:
-            tensors.send_error(sender, str(exc))
-            finished = True
-        except ValueError as exc:  # vLLM's own input validation (prompt too long, ...)
-            tensors.send_error(sender, f"vLLM rejected the request: {exc}")
-            finished = True
+            final = Failure(str(exc))
+        except (ValueError, VLLMClientError) as exc:  # vLLM's own input validation (prompt too long, ...)
+            final = Failure(f"vLLM rejected the request: {exc}")
         except Exception as exc:  # noqa: BLE001
-            self.logger.log_error(f"request {request_id} failed: {exc!r}")
-            tensors.send_error(sender, f"generation failed: {exc}", pb_utils.TritonError.INTERNAL)
-            finished = True
+            if isinstance(exc.__cause__, (ValueError, VLLMClientError)):
+                # AsyncLLM wraps a ValueError of its input checks in an EngineGenerateError
+                final = Failure(f"vLLM rejected the request: {exc.__cause__}")
+            else:
+                self.logger.log_error(f"request {job.request_id} failed: {exc!r}")
+                final = Failure(f"generation failed: {exc}", pb_utils.TritonError.INTERNAL)
         finally:
-            self.in_flight.discard(request_id)
-            if not finished:  # every path must end the response stream
-                try:
-                    await self.engine.abort(request_id)
-                finally:
-                    sender.send(flags=tensors.FINAL)
+            self.watcher.unwatch(job.request_id)
+            self.pump.put(job.request_id, final, final=True)
+
+    # ------------------------------------------------------------------ responses (sender threads)
+    def _send(self, request_id: str, items: list, final: bool) -> None:
+        """Send everything pending for one job as one response (ResponsePump callback)."""
+        job = self.jobs.get(request_id)
+        if job is None:
+            return
+        try:
+            failure = next((i for i in items if isinstance(i, Failure)), None)
+            outputs = [i for i in items if i is not None and not isinstance(i, Failure)]
+            flags = tensors.FINAL if final else 0
+            if failure is not None:
+                tensors.send_error(job.sender, failure.message, failure.code)
+            elif outputs:
+                job.sender.send(self._response(job, outputs), flags=flags)
+            elif final:
+                job.sender.send(flags=tensors.FINAL)
+        finally:
+            if final:
+                self.jobs.pop(request_id, None)
+
+    def _send_failed(self, request_id: str, exc: BaseException) -> None:
+        self.logger.log_error(f"request {request_id}: could not send a response: {exc!r}")
+
+    def _response(self, job: Job, outputs: list):
+        """One response for the vLLM outputs of ``job`` pending since its last response.
+
+        All ``n`` sequences, in order: texts joined, token counts added and logprobs joined per
+        sequence, the latest finish reason (:class:`~kit.triton_models.sequences.Sequences`).
+        """
+        merged = job.sequences.merge(outputs)
+        texts = [job.prompt + t for t in merged.texts] if job.prepend_prompt else merged.texts
+        out = [tensors.bytes_tensor("text_output", texts)]
+        extras = job.extras
+        if "finish_reason" in extras:
+            out.append(tensors.bytes_tensor("finish_reason", merged.finish_reasons))
+        if "cumulative_logprob" in extras:
+            out.append(pb_utils.Tensor("cumulative_logprob", np.array(merged.cumulative_logprobs, dtype=np.float32)))
+        if "logprobs" in extras:
+            out.append(tensors.bytes_tensor("logprobs", merged.logprobs))
+        if "num_input_tokens" in extras:
+            out.append(pb_utils.Tensor("num_input_tokens", np.array([merged.num_input_tokens], dtype=np.uint32)))
+        if "num_output_tokens" in extras:
+            out.append(pb_utils.Tensor("num_output_tokens", np.array(merged.num_output_tokens, dtype=np.uint32)))
+        return pb_utils.InferenceResponse(output_tensors=out)
 
     def finalize(self):
+        # Unloading waits for the requests in flight (NVIDIA's backend does too); Triton's own
+        # exit timeout bounds the wait when the server stops.
+        while self.jobs:
+            self.logger.log_info(f"waiting for {len(self.jobs)} request(s) in flight before unloading")
+            time.sleep(1)
         self.logger.log_info("shutting down the vLLM engine")
+        self.watcher.close()
         try:
             self.engine.shutdown()
         finally:
+            self.pump.close()
             if self.metrics is not None:
                 self.metrics.close()
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(timeout=10)
+
+
+TritonPythonModel.__doc__ = "The vLLM backend's Triton model.\n\n" + contract.LLM.doc()

@@ -1,9 +1,25 @@
-"""kit.cli: argument parsing forwarded to the library, one exit code for the kit's errors."""
+"""kit.cli: argument parsing forwarded to the library, one exit code for the kit's errors, tolerant output (no server)."""
+
+from __future__ import annotations
+
+import io
 
 import pytest
 
 from kit import cli
+from kit.cli import tolerant_stdio
 from kit.exceptions import EXIT_CODE
+
+
+
+def test_output_under_an_ascii_locale_escapes_what_it_cannot_encode():
+    """A log line with an em dash is printed as an escape, not a UnicodeEncodeError."""
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="ascii")
+    tolerant_stdio(stream)
+    print("engine ready \u2014 128 seqs", file=stream)
+    stream.flush()
+    assert raw.getvalue() == b"engine ready \\u2014 128 seqs\n"
 
 
 def test_bench_arguments():
