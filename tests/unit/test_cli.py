@@ -1,11 +1,25 @@
-"""kit.cli: argument parsing forwarded to the library, one exit code for the kit's errors."""
+"""kit.cli: argument parsing forwarded to the library, one exit code for the kit's errors, tolerant output (no server)."""
+
+from __future__ import annotations
 
 import io
 
 import pytest
 
 from kit import cli
+from kit.cli import tolerant_stdio
 from kit.exceptions import EXIT_CODE
+
+
+
+def test_output_under_an_ascii_locale_escapes_what_it_cannot_encode():
+    """A log line with an em dash is printed as an escape, not a UnicodeEncodeError."""
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="ascii")
+    tolerant_stdio(stream)
+    print("engine ready \u2014 128 seqs", file=stream)
+    stream.flush()
+    assert raw.getvalue() == b"engine ready \\u2014 128 seqs\n"
 
 
 def test_bench_arguments():
@@ -59,13 +73,3 @@ def test_run_reads_each_value_by_its_declared_type(monkeypatch, argv, expected):
     notebook, name, value = argv
     assert cli.main(["run", notebook, "-p", name, value]) == 0
     assert seen == {name: expected} and type(seen[name]) is type(expected)
-
-
-def test_output_under_an_ascii_locale_escapes_what_it_cannot_encode():
-    """A log line with an em dash is printed as an escape, not a UnicodeEncodeError."""
-    raw = io.BytesIO()
-    stream = io.TextIOWrapper(raw, encoding="ascii")
-    cli.tolerant_stdio(stream)
-    print("engine ready \u2014 128 seqs", file=stream)
-    stream.flush()
-    assert raw.getvalue() == b"engine ready \\u2014 128 seqs\n"
