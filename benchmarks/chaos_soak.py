@@ -18,12 +18,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kit import repository  # noqa: E402
-from kit import server as srv  # noqa: E402
-from kit.config import DeploymentConfig  # noqa: E402
-from kit.weights import build_tiny_model  # noqa: E402
-from kit.perf.chaos import soak  # noqa: E402
-from kit.supervisor import Supervisor  # noqa: E402
+from kit import repository
+from kit import server as srv
+from kit.config import DeploymentConfig
+from kit.weights import build_tiny_model
+from kit.perf.chaos import soak
+from kit.supervisor import Supervisor
 
 MAX_RSS_GROWTH = 0.05
 

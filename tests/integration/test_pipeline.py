@@ -192,7 +192,7 @@ def test_benign_corpus_is_answered_by_the_default_policy(server):
     client = server.client()
     with ThreadPoolExecutor(max_workers=16) as pool:
         results = list(pool.map(lambda p: client.generate(p, max_tokens=1), prompts))
-    refused = [p for p, r in zip(prompts, results) if r.blocked]
+    refused = [p for p, r in zip(prompts, results, strict=True) if r.blocked]
     assert len(results) >= 200 and refused == []
 
 

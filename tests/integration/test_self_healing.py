@@ -278,6 +278,6 @@ def test_stop_during_16_streams_drains_them(healing):
     print(f"\nstop during 16 streams: {took:.1f}s; {summary}")
     assert len(outcomes) == 16, "a stream neither completed nor ended with an error"
     assert took <= server.drain_s + 15
-    for outcome, chunks, _ in outcomes.values():
+    for outcome, _chunks, _ in outcomes.values():
         assert outcome == "ok" or len(outcome) > 20, outcome
     assert processes.session_processes(session) == []

@@ -450,7 +450,7 @@ def test_check_image(tmp_path, monkeypatch):
 
 
 class _IndexHandler(_Handler):
-    def do_POST(self):  # noqa: N802 - http.server's naming
+    def do_POST(self):
         body = json.dumps([{"name": "pipe", "version": "1", "state": "READY"}]).encode()
         self.send_response(200 if self.path == "/v2/repository/index" else 404)
         self.send_header("Content-Length", str(len(body)))

@@ -255,4 +255,5 @@ def test_stream_with_custom_words():
 def test_lone_foreign_word_after_emitted_latin_text(guard):
     """A Cyrillic word disguised after Latin text already emitted is still read in that context."""
     text = "the the  assessment assessment Dickens \u0405\u041d\u0406\u0422 and \u0432\u043e\u0442 \u0440\u043e\u0442 "
-    assert _stream_and_check(guard, text, [1]) == "the the  assessment assessment Dickens **** and \u0432\u043e\u0442 \u0440\u043e\u0442 "
+    expected = "the the  assessment assessment Dickens **** and \u0432\u043e\u0442 \u0440\u043e\u0442 "
+    assert _stream_and_check(guard, text, [1]) == expected
