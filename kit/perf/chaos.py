@@ -16,7 +16,9 @@ while the supervisor's ``/health`` says unhealthy. Every request is bounded
 A failure is a request that ended with an error it should not have. The requests in flight
 when the stub was killed (started before the supervisor restored service, ended after the
 kill) are expected to fail and are counted apart. Resident memory (all processes of the
-server's session, MiB) is read after warm-up once service is restored and again at the end.
+server's session, MiB) is read ``warmup_s`` after service was restored (or after the start)
+and again at the end; after a recovery the soak runs on for at least ``2 * warmup_s``, so that
+the two readings are that far apart.
 """
 
 from __future__ import annotations
@@ -201,12 +203,12 @@ def soak(
     outcomes: list[Outcome] = []
     lock = threading.Lock()
     t0 = time.monotonic()
-    stop_at = t0 + duration_s
+    stop_at = [t0 + duration_s]  # pushed back after a recovery, so that memory is measured over a real span
     recoveries_before = supervisor.recoveries_total()
 
     def worker(index: int) -> None:
         rng = random.Random(seed * 1000 + index)
-        while time.monotonic() < stop_at:
+        while time.monotonic() < stop_at[0]:
             if not _healthy(supervisor.health_url):
                 time.sleep(0.5)
                 continue
@@ -230,14 +232,16 @@ def soak(
                 os.kill(stubs[0], signal.SIGKILL)
                 log(f"chaos: killed pipeline stub {stubs[0]} at {report.killed_at_s}s")
                 deadline = time.monotonic() + 900
+                stop_at[0] = max(stop_at[0], deadline)  # the workers wait for the recovery, however long
                 while supervisor.recoveries_total() == recoveries_before and time.monotonic() < deadline:
                     time.sleep(0.2)
                 while not _healthy(supervisor.health_url) and time.monotonic() < deadline:
                     time.sleep(0.2)
                 report.restored_at_s = round(time.monotonic() - t0, 1)
                 log(f"chaos: service restored at {report.restored_at_s}s")
+                stop_at[0] = max(t0 + duration_s, time.monotonic() + 2 * warmup_s)
         # memory: after warm-up on the server that serves from here on, then at the end
-        time.sleep(max(0.0, min(warmup_s, stop_at - time.monotonic() - 5)))
+        time.sleep(warmup_s)
         report.rss_after_warmup_mib = session_rss_mib(server)
         log(f"chaos: RSS after warm-up {report.rss_after_warmup_mib} MiB")
 
@@ -246,8 +250,9 @@ def soak(
     with ThreadPoolExecutor(concurrency) as pool:
         futures = [pool.submit(worker, i) for i in range(concurrency)]
         for future in futures:
-            future.result(timeout=duration_s + hang_s + 60)
+            future.result()  # every request is bounded by hang_s; the loop by stop_at
     chaos_thread.join(timeout=hang_s)
+    report.duration_s = round(time.monotonic() - t0, 1)
     report.rss_end_mib = session_rss_mib(server)
     report.recoveries = supervisor.recoveries_total() - recoveries_before
 
