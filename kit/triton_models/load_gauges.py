@@ -41,6 +41,7 @@ class LoadGauges:
             self.metrics[key] = family.Metric(labels={"model": model, "instance": instance})
         self.values = dict.fromkeys(NAMES, 0)
         self.lock = threading.Lock()
+        self.flushed = dict(self.values)  # Triton starts every gauge at 0
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, name="load-gauges", daemon=True)
         self.thread.start()
@@ -56,9 +57,12 @@ class LoadGauges:
         return RequestLoad(self)
 
     def flush(self) -> None:
+        """Hand the values that changed since the last flush to Triton (nothing while none changed: a
+        metric call while the model's ``initialize`` still runs kept Triton 2.51 from finishing the load)."""
         with self.lock:
-            values = dict(self.values)
-        for key, value in values.items():
+            changed = {k: v for k, v in self.values.items() if v != self.flushed.get(k)}
+            self.flushed.update(changed)
+        for key, value in changed.items():
             self.metrics[key].set(value)
 
     def _run(self) -> None:
