@@ -128,6 +128,10 @@ class EngineMetrics:
 
     def record(self, scheduler_stats, iteration_stats) -> None:
         """Add one engine step's statistics to the pending values (called on the engine's loop)."""
+        self._add(scheduler_stats, iteration_stats)
+        self.wake.set()  # also for a step with scheduler statistics only: the gauges fall back to 0
+
+    def _add(self, scheduler_stats, iteration_stats) -> None:
         with self.lock:
             if scheduler_stats is not None:
                 self.gauges["running"] = scheduler_stats.num_running_reqs
@@ -149,7 +153,6 @@ class EngineMetrics:
                 seen["request_generation"].append(request.num_generation_tokens)
                 if request.max_tokens_param:
                     seen["params_max_tokens"].append(request.max_tokens_param)
-        self.wake.set()
 
     def flush(self) -> None:
         """Hand the pending values to Triton (the flusher thread's work; also called on close)."""
