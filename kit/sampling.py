@@ -243,11 +243,11 @@ def check(data: dict[str, Any], *, max_context: int | None = None) -> dict[str, 
     for name, value in data.items():
         if value is None:
             continue
-        check = FIELDS.get(name) or EXTRA_FIELDS.get(name)
-        if check is None:
+        validate = FIELDS.get(name) or EXTRA_FIELDS.get(name)
+        if validate is None:
             known = ", ".join(sorted({**FIELDS, **EXTRA_FIELDS}))
             raise RequestError(f"unknown sampling parameter {name[:60]!r}; supported: {known}")
-        out[name] = check(name, value)
+        out[name] = validate(name, value)
     if max_context is not None and out.get("max_tokens", 0) > max_context:
         raise RequestError(
             f"max_tokens {out['max_tokens']} exceeds the model's context of {max_context} tokens; ask for fewer"

@@ -16,11 +16,12 @@ dashboards work unchanged:
   counters ``vllm:num_preemptions_total``, ``vllm:request_success_total``.
 
 The engine's loop only adds to plain pending values under a lock and wakes one
-flusher thread, which hands them to Triton at most every :data:`MIN_GAP_S`
-(each Triton metric call is a round trip from the stub to the server, and many
-threads calling at once crashed Triton 2.51's Python backend). Values reach the
-metrics port within milliseconds of the step that produced them, as with
-NVIDIA's backend, so a client that reads them right after its answer sees them.
+flusher thread, which hands them to Triton (each Triton metric call is a round
+trip from the stub to the server, and many threads calling at once crashed
+Triton 2.51's Python backend); steps recorded during a flush are reported
+together by the next. Values reach the metrics port right after the step that
+produced them, as with NVIDIA's backend, so a client that reads them right
+after its answer sees them (NVIDIA's metrics test does).
 """
 
 from __future__ import annotations
@@ -101,8 +102,6 @@ HISTOGRAMS = ("ttft", "tpot", "e2e", "request_prompt", "request_generation", "pa
 class EngineMetrics:
     """Collects vLLM's statistics; one flusher thread reports them to Triton, woken by each step."""
 
-    MIN_GAP_S = 0.05
-
     def __init__(self, labels: dict[str, str], max_model_len: int):
         self.metrics = _Metrics(labels, max_model_len)
         self.lock = threading.Lock()
@@ -129,6 +128,10 @@ class EngineMetrics:
 
     def record(self, scheduler_stats, iteration_stats) -> None:
         """Add one engine step's statistics to the pending values (called on the engine's loop)."""
+        self._add(scheduler_stats, iteration_stats)
+        self.wake.set()  # also for a step with scheduler statistics only: the gauges fall back to 0
+
+    def _add(self, scheduler_stats, iteration_stats) -> None:
         with self.lock:
             if scheduler_stats is not None:
                 self.gauges["running"] = scheduler_stats.num_running_reqs
@@ -150,7 +153,6 @@ class EngineMetrics:
                 seen["request_generation"].append(request.num_generation_tokens)
                 if request.max_tokens_param:
                     seen["params_max_tokens"].append(request.max_tokens_param)
-        self.wake.set()
 
     def flush(self) -> None:
         """Hand the pending values to Triton (the flusher thread's work; also called on close)."""
@@ -175,11 +177,9 @@ class EngineMetrics:
                 return
             self.wake.clear()
             try:
-                self.flush()
+                self.flush()  # steps recorded while it runs are reported together by the next one
             except Exception as exc:  # noqa: BLE001 - metrics must never stop serving
                 pb_utils.Logger.log_warn(f"engine metrics not reported: {exc}")
-            if self.stopped.wait(self.MIN_GAP_S):  # steps in the meantime are reported together
-                return
 
     def close(self) -> None:
         """Stop the flusher, report what is pending, then drop the metrics before their families."""

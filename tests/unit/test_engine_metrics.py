@@ -117,3 +117,14 @@ def test_buckets_1_2_5(engine_metrics):
     """1, 2, 5, 10, ... never past the maximum."""
     assert engine_metrics.buckets_1_2_5(1) == [1]
     assert engine_metrics.buckets_1_2_5(2048) == [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000]
+
+
+def test_a_step_with_only_scheduler_statistics_updates_the_gauges(engine_metrics):
+    """When the engine goes idle vLLM reports scheduler statistics alone; the gauges must still fall to 0."""
+    metrics = engine_metrics.EngineMetrics({"model": "m"}, max_model_len=2048)
+    metrics.start()
+    running = FakeFamily.made["vllm:num_requests_running"]
+    metrics.record(SimpleNamespace(num_running_reqs=2, num_waiting_reqs=0), iteration())
+    metrics.record(SimpleNamespace(num_running_reqs=0, num_waiting_reqs=0), None)
+    wait_for(lambda: running.calls and running.calls[-1] == ("set", 0))
+    metrics.close()
