@@ -51,10 +51,21 @@ def _serve(args) -> int:
     server = srv.Server(repo, host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
                         metrics_port=args.metrics_port)
     server.start(timeout=args.timeout)
-    record = server.record()
+    api = None
+    if args.openai:
+        from kit.openai.service import OpenAIService
+
+        try:
+            api = OpenAIService(server.endpoints.grpc_url, host=args.host, port=args.openai_port).start()
+        except BaseException:
+            server.stop()
+            raise
+    record = {**server.record(), **(api.record() if api else {})}
     if args.detach:
-        path = srv.write_state(server)
+        path = srv.write_state(server, extra=api.record() if api else None)
         server.process = None  # leave it running: `python -m kit stop` ends it
+        if api:
+            api.process = None
         _print_urls(record)
         print(f"detached; state in {path}; stop with `python -m kit stop`")
         return 0
@@ -63,18 +74,21 @@ def _serve(args) -> int:
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     try:
-        while not stop["now"] and server.process.poll() is None:
+        while not stop["now"] and server.process.poll() is None and (api is None or api.process.poll() is None):
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
     finally:
+        if api:
+            api.stop()
         server.stop()
     return 0
 
 
 def _print_urls(record: dict) -> None:
-    for key in ("http_url", "grpc_url", "metrics_url", "repository", "log"):
-        print(f"  {key:12} {record[key]}")
+    for key in ("http_url", "grpc_url", "metrics_url", "openai_url", "repository", "log"):
+        if key in record:
+            print(f"  {key:12} {record[key]}")
 
 
 def _status(args) -> int:
@@ -184,6 +198,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--metrics-port", type=int)
     s.add_argument("--timeout", type=float, default=900, help="seconds to wait for every model to be ready")
     s.add_argument("--detach", action="store_true", help="keep running in the background; see `kit status`/`kit stop`")
+    s.add_argument("--openai", action="store_true",
+                   help="also serve the OpenAI-compatible API (/v1/chat/completions, ...) beside Triton")
+    s.add_argument("--openai-port", type=int, default=9000, help="port of the OpenAI API (default 9000)")
     s.set_defaults(func=_serve)
 
     s = sub.add_parser("status", help="is the detached server ready? which model is not, and why")

@@ -416,10 +416,11 @@ def state_path() -> Path:
     return kit_dir() / STATE_FILE
 
 
-def write_state(server: Server) -> Path:
+def write_state(server: Server, extra: Mapping[str, object] | None = None) -> Path:
+    """Record a detached server (and ``extra``, e.g. the OpenAI service beside it) in ``.kit/server.json``."""
     path = state_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(server.record(), indent=2) + "\n")
+    path.write_text(json.dumps({**server.record(), **dict(extra or {})}, indent=2) + "\n")
     return path
 
 
@@ -538,7 +539,14 @@ def restart_detached(timeout: float = READY_TIMEOUT_S) -> Server:
     server = Server(state["repository"], http_port=port(state["http_url"]), grpc_port=port(state["grpc_url"]),
                     metrics_port=port(state["metrics_url"]))
     server.start(timeout=timeout)
-    write_state(server)
+    extra = None
+    if state.get("openai_url"):  # the OpenAI service too, on its port
+        from kit.openai.service import OpenAIService
+
+        api = OpenAIService(server.endpoints.grpc_url, port=port(state["openai_url"].removesuffix("/v1"))).start()
+        extra = api.record()
+        api.process = None
+    write_state(server, extra=extra)
     server.process = None  # detached: `python -m kit stop` ends it
     return server
 
@@ -550,6 +558,8 @@ def stop_detached() -> bool:
         return False
     pid = state.get("pid")
     was_running = pid_alive(pid)
+    if state.get("openai_pid"):  # the OpenAI service first: it talks to the server
+        kill_session(state["openai_pid"])
     if pid:
         kill_session(pid)
     state_path().unlink(missing_ok=True)

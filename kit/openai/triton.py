@@ -1,0 +1,239 @@
+"""The service's side of Triton: one gRPC channel, one bidirectional stream per answer.
+
+Every answer is asked for as a stream (``stream: true``) with ``tritonclient``'s asyncio
+client, streamed or not to the HTTP client: one code path, and a first piece to time.
+Leaving the iterator early (the HTTP client went away, another choice failed) cancels the
+gRPC call; Triton then cancels the request, and the pipeline or the vLLM backend aborts
+the engine's request.
+
+What a model can report besides text depends on the backend in front of it: the service
+reads each model's metadata once and asks for ``finish_reason``, token counts and logprobs
+only where the model declares them (``return_*`` inputs, NVIDIA's vLLM backend contract).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Mapping
+
+from kit.client import FINAL_PARAMETER, delta_from_result, grpc_inputs
+from kit.config import LLM_MODEL, PIPELINE_MODEL
+
+EMPTY_FINAL_PARAMETER = "triton_enable_empty_final_response"
+EXTRA_OUTPUTS = ("finish_reason", "num_input_tokens", "num_output_tokens", "logprobs")
+UNAVAILABLE_HINTS = ("unavailable", "not ready", "not healthy", "unknown model", "is not found",
+                     "failed to connect", "connection refused", "stub process")
+
+
+class TritonError(Exception):
+    """Triton refused or failed a request; ``status`` is the HTTP status it stands for."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+def status_for(message: str) -> int:
+    """The HTTP status of a Triton error message.
+
+    Triton's gRPC stream carries a decoupled model's error without its code, so the text
+    decides: a model or server that is not there is 503, the models' own failures
+    ("... failed: ...") are 500, anything else is the request's fault (the models answer
+    bad requests with ``INVALID_ARG`` and a message saying what to fix): 400.
+    """
+    lowered = message.lower()
+    if any(hint in lowered for hint in UNAVAILABLE_HINTS):
+        return 503
+    if "pipeline failed" in lowered or "generation failed" in lowered:
+        return 500
+    return 400
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One response of a model: new text and whatever else the model reported with it."""
+
+    text: str = ""
+    blocked: bool = False
+    censored: int = 0
+    finish_reason: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None  # this response's new tokens
+    logprobs: tuple[dict[str, Any], ...] = ()
+    final: bool = False
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A served model's declared inputs and outputs."""
+
+    inputs: frozenset[str]
+    outputs: frozenset[str]
+
+
+def _first(array):
+    return None if array is None or array.size == 0 else array.reshape(-1)[0]
+
+
+def _text(value) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else str(value)
+
+
+def piece_from_result(result) -> Piece:
+    """A :class:`Piece` from a gRPC ``InferResult`` (outputs the model did not send stay None)."""
+    delta = delta_from_result(result)
+    reason = _first(result.as_numpy("finish_reason"))
+    reason = _text(reason) if reason is not None else None
+    if reason in ("", "None"):
+        reason = None
+    inputs = _first(result.as_numpy("num_input_tokens"))
+    outputs = result.as_numpy("num_output_tokens")
+    logprobs = _first(result.as_numpy("logprobs"))
+    entries: tuple = ()
+    if logprobs is not None:
+        decoded = json.loads(_text(logprobs) or "null")
+        entries = tuple(logprob_entries(decoded))
+    params = result.get_response().parameters
+    return Piece(
+        text=delta.text if delta else "",
+        blocked=delta.blocked if delta else False,
+        censored=delta.censored if delta else 0,
+        finish_reason=reason,
+        input_tokens=int(inputs) if inputs is not None else None,
+        output_tokens=int(outputs.reshape(-1).sum()) if outputs is not None and outputs.size else None,
+        logprobs=entries,
+        final=FINAL_PARAMETER in params and params[FINAL_PARAMETER].bool_param,
+    )
+
+
+def logprob_entries(decoded) -> list[dict[str, Any]]:
+    """OpenAI's per-token entries from the backend's ``logprobs`` JSON.
+
+    NVIDIA's vLLM backend sends, per sequence, a list (one item per new token) of
+    ``{token_id: {"logprob", "rank", "decoded_token"}}`` maps, the sampled token among them.
+    """
+    if not decoded:
+        return []
+    if isinstance(decoded, list) and decoded and isinstance(decoded[0], list):
+        decoded = decoded[0]  # one sequence per request here
+    out = []
+    for step in decoded or []:
+        if not isinstance(step, dict) or not step:
+            continue
+        ranked = sorted(step.values(), key=lambda v: v.get("rank") or 0)
+        best = min(ranked, key=lambda v: v.get("rank") or 1)
+        entry = {"token": best.get("decoded_token", ""), "logprob": best.get("logprob"),
+                 "bytes": list(str(best.get("decoded_token", "")).encode()), "top_logprobs": [
+                     {"token": v.get("decoded_token", ""), "logprob": v.get("logprob"),
+                      "bytes": list(str(v.get("decoded_token", "")).encode())} for v in ranked]}
+        out.append(entry)
+    return out
+
+
+class TritonModels:
+    """The Triton server behind the service (``host:port`` of its gRPC endpoint)."""
+
+    def __init__(self, grpc_url: str):
+        self.target = grpc_url.removeprefix("grpc://")
+        self._client = None
+        self._info: dict[str, ModelInfo] = {}
+
+    @property
+    def client(self):
+        if self._client is None:  # created on the service's event loop
+            import tritonclient.grpc.aio as aioclient
+
+            self._client = aioclient.InferenceServerClient(self.target)
+        return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def ready(self) -> bool:
+        """Whether the server and both served models are ready."""
+        try:
+            if not await self.client.is_server_ready(client_timeout=5):
+                return False
+            return all([await self.client.is_model_ready(m, client_timeout=5) for m in (PIPELINE_MODEL, LLM_MODEL)])
+        except Exception:  # noqa: BLE001 - any failure to answer means not ready
+            return False
+
+    async def info(self, model: str) -> ModelInfo:
+        """The model's declared inputs and outputs (read once)."""
+        if model not in self._info:
+            meta = await self._call(self.client.get_model_metadata(model, as_json=True, client_timeout=10))
+            self._info[model] = ModelInfo(frozenset(t["name"] for t in meta.get("inputs", [])),
+                                          frozenset(t["name"] for t in meta.get("outputs", [])))
+        return self._info[model]
+
+    async def pipeline_parameters(self) -> dict[str, str]:
+        """The pipeline's config parameters (its tokenizer folder, context length, refusal)."""
+        config = await self._call(self.client.get_model_config(PIPELINE_MODEL, as_json=True, client_timeout=10))
+        params = config.get("config", {}).get("parameters", {})
+        return {k: v.get("string_value", "") for k, v in params.items()}
+
+    async def _call(self, coro):
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            return await coro
+        except InferenceServerException as exc:
+            message = exc.message() or str(exc)
+            raise TritonError(f"the Triton server at {self.target} is not ready ({message}); "
+                              "start it with `python -m kit serve`", 503) from None
+
+    def inputs(self, model: str, info: ModelInfo, prompt: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        values: dict[str, Any] = {"text_input": prompt, "stream": True,
+                                  "sampling_parameters": json.dumps(params, sort_keys=True)}
+        if model == LLM_MODEL:
+            values["exclude_input_in_output"] = True
+        else:
+            values["prompt_is_formatted"] = True  # the service applied the chat template already
+        for name in EXTRA_OUTPUTS:
+            if f"return_{name}" in info.inputs and (name != "logprobs" or "logprobs" in params):
+                values[f"return_{name}"] = True
+        return values
+
+    async def stream(self, model: str, prompt: str, params: Mapping[str, Any]) -> AsyncIterator[Piece]:
+        """The model's answer piece by piece; raises :class:`TritonError`. Closing it early cancels the request."""
+        import grpc
+        from tritonclient.utils import InferenceServerException
+
+        info = await self.info(model)
+        outputs = [name for name in ("text_output", "input_blocked", "censored_words", *EXTRA_OUTPUTS)
+                   if name in info.outputs]
+        import tritonclient.grpc as grpcclient
+
+        request = {"model_name": model, "inputs": grpc_inputs(self.inputs(model, info, prompt, params)),
+                   "outputs": [grpcclient.InferRequestedOutput(name) for name in outputs],
+                   "request_id": uuid.uuid4().hex, "parameters": {EMPTY_FINAL_PARAMETER: True}}
+
+        async def one():
+            yield request
+
+        call = self.client.stream_infer(one())
+        finished = False
+        try:
+            async for result, error in call:
+                if error is not None:
+                    message = error.message() or str(error)
+                    raise TritonError(message, status_for(message))
+                piece = piece_from_result(result)
+                yield piece
+                if piece.final:
+                    finished = True
+                    return
+            raise TritonError(f"{model} closed its stream without a final response", 500)
+        except InferenceServerException as exc:
+            message = exc.message() or str(exc)
+            raise TritonError(message, status_for(message)) from None
+        except grpc.RpcError as exc:  # the channel itself failed: no server at that address
+            raise TritonError(f"the Triton server at {self.target} is not reachable ({exc.code().name}); "
+                              "start it with `python -m kit serve`", 503) from None
+        finally:
+            if not finished:
+                call.cancel()  # Triton cancels the request, and the model its engine request
