@@ -1,7 +1,8 @@
 """The ASGI application: FastAPI routes over :mod:`kit.openai.protocol` and :mod:`kit.openai.triton`.
 
 Routes: ``GET /v1/models``, ``POST /v1/chat/completions``, ``POST /v1/completions``, and
-``GET /health`` (200 when Triton and both models are ready, else 503; never needs the key).
+``GET /health`` (200 when Triton, both models and the chat template are ready, else 503; never
+needs the key).
 
 * Streaming answers are server-sent events (``sse-starlette``): one ``data: {chunk}`` per
   piece, ``data: [DONE]`` last. The first piece is awaited before the HTTP status is sent,
@@ -118,6 +119,9 @@ def _absorb(choice: Choice, piece: Piece) -> None:
 async def pieces(backend: Backend, job: Job) -> AsyncIterator[tuple[Choice, Piece]]:
     """Every choice's pieces as they come, each with its choice's state (updated); cancels all on exit."""
     formatter = await backend.ensure()
+    if job.logprobs is not None and "logprobs" not in (await backend.models.info(job.model)).outputs:
+        raise APIError(400, f"{job.model} does not report logprobs on this server; drop logprobs",
+                       param="logprobs", code="unsupported_parameter")
     queue: asyncio.Queue = asyncio.Queue()
     choices = [Choice(index=k) for k in range(job.choices)]
 
@@ -287,6 +291,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/health")
     async def health():
         if await backend.models.ready():
+            await backend.ensure()  # ready means ready to answer: the chat template is loaded too
             return {"status": "ready"}
         return _error(APIError(503, f"Triton at {backend.models.target} or one of its models is not ready"))
 
