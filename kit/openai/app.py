@@ -242,7 +242,9 @@ async def _respond(request: Request, backend: Backend, job: Job):
             await stream.aclose()  # a client gone mid-stream lands here: cancels the Triton requests
         yield {"data": "[DONE]"}
 
-    return EventSourceResponse(sse(), ping=15)
+    # "\n" line ends, as OpenAI's and vLLM's servers send them: some clients (vllm bench serve among them)
+    # split events on a blank line written "\n\n" only, though SSE also allows "\r\n".
+    return EventSourceResponse(sse(), ping=15, sep="\n")
 
 
 def create_app(settings: Settings) -> FastAPI:

@@ -265,6 +265,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--perf-analyzer", action="store_true",
                         help="also run one perf_analyzer concurrency sweep through the pipeline")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--vs-vllm-serve", action="store_true",
+                        help="instead: `vllm serve` vs the kit's OpenAI service (bare LLM, guarded pipeline) on the "
+                             "same model and engine arguments, measured by `vllm bench serve` (see "
+                             "kit/perf/head_to_head.py); uses --params, --concurrency (default 1,4,16), "
+                             "--max-tokens (default 32), --requests, --out")
+    parser.add_argument("--input-len", type=_positive, default=64,
+                        help="prompt tokens per request with --vs-vllm-serve (default 64)")
     parser.add_argument("--streams-per-process", type=int, default=0,
                         help="one client process per this many streams (default 0: one process; a GPU serving "
                              "hundreds of streams outruns one Python client, use e.g. 32)")
@@ -309,6 +316,10 @@ def _perf_analyzer(grpc_url: str, settings: dict, prompts: Sequence[str], out: P
 
 
 def main(args) -> int:
+    if getattr(args, "vs_vllm_serve", False):
+        from kit.perf import head_to_head
+
+        return head_to_head.main(args)
     started = time.monotonic()
     settings = _settings(args)
     stamp = time.strftime("%Y%m%d-%H%M%S")
