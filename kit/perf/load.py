@@ -47,7 +47,7 @@ from kit.client import delta_from_result, grpc_inputs, is_final, request_inputs
 
 SWEEP_COLUMNS = [
     "endpoint", "concurrency", "max_tokens", "requests", "output_tokens_per_s",
-    "ttft_p50_ms", "itl_mean_ms", "latency_p50_s", "errors",
+    "ttft_p50_ms", "itl_mean_ms", "latency_p50_s", "errors", "responses_per_request",
 ]
 EXTRA_SUMMARY_COLUMNS = [
     "model", "requests_per_s", "ttft_p90_ms", "ttft_p99_ms", "itl_p50_ms", "latency_p90_s",
@@ -387,6 +387,9 @@ def summarize(per_request: pd.DataFrame) -> pd.DataFrame:
             "itl_mean_ms": float(ok["_itl_s"].mean()) * 1e3 if ok["_itl_s"].notna().any() else float("nan"),
             "latency_p50_s": _pct(ok["latency_s"], 50),
             "errors": int((~group["_ok"]).sum()),
+            # streamed responses per request: ~max_tokens when every token travels alone, fewer
+            # when the backend coalesces tokens that piled up while a send was in flight
+            "responses_per_request": float(ok["responses"].mean()) if len(ok) else float("nan"),
             "model": group["model"].iloc[0] if "model" in group else endpoint,
             "requests_per_s": len(ok) / wall if wall > 0 else float("nan"),
             "ttft_p90_ms": _pct(ok["ttft_s"], 90) * 1e3,

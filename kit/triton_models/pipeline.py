@@ -7,6 +7,12 @@ returns, so the next request is accepted at once and every request waits on
 the LLM concurrently (the engine batches them). In ``blocking`` mode each
 request is handled to the end inside ``execute``: one at a time per instance,
 which reproduces the original showcase's flat throughput for comparison.
+
+A client that does not stream gets its answer from a non-streaming LLM request: one BLS
+response instead of one per delta, censored in one piece (the streaming censor's output equals
+the one-shot censor's). Cancellation is asked about by one
+:class:`~kit.triton_models.responses.CancelWatcher` per instance for every request in flight,
+streaming or not, and aborts the LLM request; the worker then ends with a CANCELLED error.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from kit.exceptions import RequestError
 from kit.guardrails import Guard
 from kit.pipeline import PromptFormatter, check_request, llm_sampling_json
 from kit.triton_models import tensors
+from kit.triton_models.responses import CancelWatcher
 from kit.triton_models.vllm_backend import ABORT_PARAMETER, ID_PARAMETER
 
 MAX_WORKERS = 1024
@@ -148,6 +155,8 @@ class TritonPythonModel:
         self.max_context = self.formatter.max_context
         self.metrics = GuardMetrics(self.name)
         self.keeper = IteratorKeeper()
+        self.llm_streams: dict[str, object] = {}  # request id → its BLS response iterator, while in flight
+        self.watcher = CancelWatcher(self._abort_llm, name="bls-cancel-watch")
         self.pool = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="bls") if self.mode == "async" else None
         pb_utils.Logger.log_info(f"{self.name}: bls_mode={self.mode}, context={self.max_context}")
 
@@ -197,8 +206,14 @@ class TritonPythonModel:
             pb_utils.Logger.log_error(f"{self.name}: request failed: {exc!r}")
             tensors.send_error(sender, f"pipeline failed: {exc}", pb_utils.TritonError.INTERNAL)
 
-    def _cancel(self, responses, request_id: str) -> None:
-        """Cancel the LLM request and drain its responses (abandoning a BLS stream crashes the server)."""
+    def _abort_llm(self, request_id: str) -> None:
+        """Ask the LLM to end request ``request_id`` early (the client cancelled; watcher thread).
+
+        The LLM then ends its stream with a CANCELLED error, which the worker passes on.
+        """
+        if request_id not in self.llm_streams:
+            return  # finished meanwhile
+        responses = self.llm_streams[request_id]  # None until exec() returned, with the first response
         if hasattr(responses, "cancel"):  # Triton ≥ 24.11
             responses.cancel()
         else:
@@ -212,6 +227,10 @@ class TritonPythonModel:
             for _ in answers:
                 pass
             self.keeper.keep(answers)
+
+    def _cancel(self, responses, request_id: str) -> None:
+        """Cancel the LLM request and drain its responses (abandoning a BLS stream crashes the server)."""
+        self._abort_llm(request_id)
         for _ in responses:
             pass
 
@@ -221,7 +240,7 @@ class TritonPythonModel:
             model_name=self.llm_model,
             inputs=[
                 pb_utils.Tensor("text_input", np.array([prompt.encode("utf-8")], dtype=np.object_)),
-                pb_utils.Tensor("stream", np.array([True], dtype=np.bool_)),
+                pb_utils.Tensor("stream", np.array([req.stream], dtype=np.bool_)),
                 pb_utils.Tensor("sampling_parameters", np.array([llm_sampling_json(req).encode()], dtype=np.object_)),
                 pb_utils.Tensor("exclude_input_in_output", np.array([True], dtype=np.bool_)),
             ],
@@ -232,20 +251,29 @@ class TritonPythonModel:
         collected: list[str] = []
         reported = 0
         guard_s = 0.0
-        cancel_check = tensors.CancelCheck()
-        responses = llm_request.exec(decoupled=True)
+        # exec() returns with the LLM's first response, which for a non-streaming request is its
+        # last: watch from before it, so that cancelling can abort a long non-streaming answer.
+        self.llm_streams[request_id] = None
+        self.watcher.watch(request_id, sender.is_cancelled)
+        try:
+            responses = llm_request.exec(decoupled=True)
+        except BaseException:
+            self.watcher.unwatch(request_id)
+            self.llm_streams.pop(request_id, None)
+            raise
+        self.llm_streams[request_id] = responses
         try:
             for response in responses:
                 if response.has_error():  # an error response is the stream's last
+                    code = response.error().code()
+                    if code == pb_utils.TritonError.CANCELLED:
+                        tensors.send_error(sender, "request cancelled", code)
+                        return
                     message = f"{self.llm_model}: {response.error().message()}"
-                    if response.error().code() != pb_utils.TritonError.INVALID_ARG:
+                    if code != pb_utils.TritonError.INVALID_ARG:
                         pb_utils.Logger.log_error(f"{self.name}: {message}")  # e.g. a dead stub, for `kit status`
                     self.metrics.add("errors")
                     tensors.send_error(sender, message)
-                    return
-                if cancel_check.due() and sender.is_cancelled():
-                    self._cancel(responses, request_id)
-                    tensors.send_error(sender, "request cancelled", pb_utils.TritonError.CANCELLED)
                     return
                 out = pb_utils.get_output_tensor_by_name(response, "text_output")
                 if out is None:
@@ -265,6 +293,8 @@ class TritonPythonModel:
             self._cancel(responses, request_id)
             raise
         finally:
+            self.watcher.unwatch(request_id)
+            self.llm_streams.pop(request_id, None)
             self.keeper.keep(responses)
             self.metrics.add("guard_us", guard_s * 1e6)
         tail = censor.close() if censor else ""
@@ -276,6 +306,7 @@ class TritonPythonModel:
             sender.send(self._respond("".join(collected) + tail, False, total), flags=tensors.FINAL)
 
     def finalize(self):
+        self.watcher.close()
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
         self.metrics.close()

@@ -2,33 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from kit.exceptions import RequestError
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
-# Asking whether a client cancelled is a round trip from the stub to the server process;
-# per token it would double the stub's traffic, so streams ask at most this often.
-CANCEL_CHECK_S = 0.25
-
-
-class CancelCheck:
-    """``due()`` is true at most once every :data:`CANCEL_CHECK_S`, the first time one interval in."""
-
-    __slots__ = ("_next",)
-
-    def __init__(self):
-        self._next = time.monotonic() + CANCEL_CHECK_S
-
-    def due(self) -> bool:
-        now = time.monotonic()
-        if now < self._next:
-            return False
-        self._next = now + CANCEL_CHECK_S
-        return True
 
 
 def config_parameters(model_config: dict) -> dict[str, str]:

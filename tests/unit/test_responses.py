@@ -1,0 +1,143 @@
+"""kit.triton_models.responses: the response pump and the cancellation watcher (no server)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from kit.triton_models.responses import CancelWatcher, ResponsePump
+
+
+class SlowSender:
+    """Records sends; each send blocks until the test releases it, like a stub's round trip."""
+
+    def __init__(self):
+        self.sent: list[tuple] = []
+        self.gate = threading.Semaphore(0)
+        self.lock = threading.Lock()
+
+    def __call__(self, key, items, final):
+        self.gate.acquire()
+        with self.lock:
+            self.sent.append((key, list(items), final))
+
+
+def wait_for(condition, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.001)
+
+
+def test_items_put_while_a_send_is_in_flight_leave_together_in_order():
+    sender = SlowSender()
+    pump = ResponsePump(sender, senders=1)
+    pump.put("a", 1)
+    wait_for(lambda: pump.sends == 1)  # the first item is on its way, the sender blocked
+    for item in (2, 3, 4):
+        pump.put("a", item)
+    pump.put("a", 5, final=True)
+    sender.gate.release(2)
+    wait_for(lambda: len(sender.sent) == 2)
+    assert sender.sent == [("a", [1], False), ("a", [2, 3, 4, 5], True)]
+    pump.close()
+
+
+def test_one_request_is_never_sent_by_two_threads_at_once():
+    sender = SlowSender()
+    pump = ResponsePump(sender, senders=4)
+    pump.put("a", 1)
+    wait_for(lambda: pump.sends == 1)
+    pump.put("a", 2)
+    pump.put("b", 1)
+    wait_for(lambda: pump.sends == 2)  # "b" goes to a free thread; "a" waits for its first send
+    time.sleep(0.05)
+    assert pump.sends == 2
+    sender.gate.release(3)
+    wait_for(lambda: len(sender.sent) == 3)
+    assert [s for s in sender.sent if s[0] == "a"] == [("a", [1], False), ("a", [2], False)]
+    pump.close()
+
+
+def test_items_after_a_pending_final_are_dropped():
+    sender = SlowSender()
+    pump = ResponsePump(sender, senders=1)
+    pump.put("a", 1)
+    wait_for(lambda: pump.sends == 1)
+    pump.put("a", "end", final=True)
+    pump.put("a", "late")  # e.g. a cancellation racing the request's own end
+    sender.gate.release(2)
+    wait_for(lambda: len(sender.sent) == 2)
+    assert sender.sent[1] == ("a", ["end"], True)
+    pump.close()
+
+
+def test_a_failing_send_is_reported_and_the_pump_goes_on():
+    errors = []
+
+    def send(key, items, final):
+        if key == "bad":
+            raise RuntimeError("sender closed")
+        done.append(key)
+
+    done: list = []
+    pump = ResponsePump(send, senders=1, on_error=lambda key, exc: errors.append((key, str(exc))))
+    pump.put("bad", 1, final=True)
+    pump.put("good", 1, final=True)
+    wait_for(lambda: done == ["good"])
+    assert errors == [("bad", "sender closed")]
+    assert pump.pending() == 0
+    pump.close()
+
+
+def test_close_sends_what_is_queued():
+    sent = []
+    pump = ResponsePump(lambda key, items, final: sent.append((key, items, final)), senders=2)
+    for i in range(100):
+        pump.put(i, i, final=True)
+    pump.close()
+    assert sorted(k for k, _, _ in sent) == list(range(100))
+    assert all(final for _, _, final in sent)
+
+
+def test_pump_needs_a_sender_thread():
+    with pytest.raises(ValueError, match="senders must be"):
+        ResponsePump(lambda *a: None, senders=0)
+
+
+def test_watcher_reports_each_cancelled_request_once():
+    cancelled = []
+    flags = {"a": False, "b": True}
+    watcher = CancelWatcher(cancelled.append, interval_s=3600)  # passes run by hand below
+    watcher.watch("a", lambda: flags["a"])
+    watcher.watch("b", lambda: flags["b"])
+    assert watcher.check() == ["b"]
+    flags["a"] = True
+    assert watcher.check() == ["a"]
+    assert watcher.check() == []
+    assert cancelled == ["b", "a"] and len(watcher) == 0
+    watcher.close()
+
+
+def test_watcher_forgets_finished_requests_and_survives_a_closed_sender():
+    cancelled = []
+    watcher = CancelWatcher(cancelled.append, interval_s=3600)
+    watcher.watch("done", lambda: True)
+    watcher.unwatch("done")
+
+    def closed():
+        raise RuntimeError("Response sender has been closed")
+
+    watcher.watch("closed", closed)
+    assert watcher.check() == [] and cancelled == []
+    watcher.close()
+
+
+def test_watcher_thread_polls_on_its_own():
+    cancelled = threading.Event()
+    watcher = CancelWatcher(lambda key: cancelled.set(), interval_s=0.01)
+    watcher.watch("a", lambda: True)
+    assert cancelled.wait(5)
+    watcher.close()
