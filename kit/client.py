@@ -20,6 +20,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
+from kit import contract
 from kit.config import LLM_MODEL, PIPELINE_MODEL
 from kit.exceptions import InferenceError, ServerError
 
@@ -79,20 +80,27 @@ def request_inputs(
     return inputs
 
 
-def grpc_inputs(values: Mapping[str, Any]):
-    """tritonclient gRPC ``InferInput`` objects for a name → value mapping."""
+def grpc_inputs(values: Mapping[str, Any], model: str = PIPELINE_MODEL):
+    """tritonclient gRPC ``InferInput`` objects for a name → value mapping, typed as ``model`` declares.
+
+    Names the model does not declare are typed from the Python value (bool → BOOL, int → INT32,
+    else BYTES), so a test can still send them and see the server's answer.
+    """
     import numpy as np
     import tritonclient.grpc as grpcclient
+    from tritonclient.utils import triton_to_np_dtype
 
+    declared = {t.name: t.wire_type for t in contract.for_model(model).inputs}
     out = []
     for name, value in values.items():
-        if isinstance(value, bool):
-            array, dtype = np.array([value], dtype=bool), "BOOL"
-        elif isinstance(value, int):
-            array, dtype = np.array([value], dtype=np.int32), "INT32"
-        else:
+        dtype = declared.get(name)
+        if dtype is None:
+            dtype = "BOOL" if isinstance(value, bool) else "INT32" if isinstance(value, int) else "BYTES"
+        if dtype == "BYTES":
             raw = value if isinstance(value, bytes) else str(value).encode("utf-8", errors="surrogatepass")
-            array, dtype = np.array([raw], dtype=np.object_), "BYTES"
+            array = np.array([raw], dtype=np.object_)
+        else:
+            array = np.array([value], dtype=triton_to_np_dtype(dtype))
         tensor = grpcclient.InferInput(name, [1], dtype)
         tensor.set_data_from_numpy(array)
         out.append(tensor)
@@ -208,7 +216,7 @@ class Client:
         try:
             client.start_stream(callback=lambda result, error: answers.put((result, error)))
             client.async_stream_infer(
-                model, grpc_inputs(inputs), request_id=uuid.uuid4().hex, enable_empty_final_response=True
+                model, grpc_inputs(inputs, model), request_id=uuid.uuid4().hex, enable_empty_final_response=True
             )
             deadline = time.monotonic() + self.timeout_s
             while True:

@@ -151,6 +151,41 @@ def build_tiny_model(out_dir: Path | None = None, *, seed: int = 0, force: bool 
     return out_dir
 
 
+def build_tiny_lora(out_dir: Path, base_dir: Path, *, seed: int = 1, rank: int = 8, scale: float = 0.5) -> Path:
+    """Write a random LoRA adapter for the tiny model, in PEFT's folder layout, to ``out_dir``.
+
+    ``adapter_config.json`` + ``adapter_model.safetensors`` with ``lora_A``/``lora_B`` pairs for
+    every layer's ``q_proj`` and ``v_proj`` (PEFT's key names: ``base_model.model.model.layers.<i>
+    .self_attn.<proj>.lora_A.weight``, shapes [rank, in] and [out, rank]). Both matrices are
+    random, ``scale`` large, so the adapter visibly changes the tiny model's output. Same seed,
+    same bytes.
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config = json.loads((Path(base_dir) / "config.json").read_text())
+    hidden = config["hidden_size"]
+    head_dim = config.get("head_dim") or hidden // config["num_attention_heads"]
+    outputs = {"q_proj": config["num_attention_heads"] * head_dim, "v_proj": config["num_key_value_heads"] * head_dim}
+    generator = torch.Generator().manual_seed(seed)
+    weights = {}
+    for layer in range(config["num_hidden_layers"]):
+        for proj, out_features in outputs.items():
+            prefix = f"base_model.model.model.layers.{layer}.self_attn.{proj}"
+            weights[f"{prefix}.lora_A.weight"] = torch.randn(rank, hidden, generator=generator) * scale
+            weights[f"{prefix}.lora_B.weight"] = torch.randn(out_features, rank, generator=generator) * scale
+    save_file(weights, str(out_dir / "adapter_model.safetensors"))
+    adapter = {
+        "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": str(base_dir),
+        "r": rank, "lora_alpha": rank, "lora_dropout": 0.0, "bias": "none", "fan_in_fan_out": False,
+        "target_modules": sorted(outputs), "modules_to_save": None, "use_rslora": False, "use_dora": False,
+    }
+    (out_dir / "adapter_config.json").write_text(json.dumps(adapter, indent=2, sort_keys=True) + "\n")
+    return out_dir
+
+
 # --------------------------------------------------------------------------- hub
 
 

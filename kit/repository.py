@@ -18,6 +18,7 @@ import json
 import shutil
 from pathlib import Path
 
+from kit import contract
 from kit.config import (
     BLOCKING_MODEL,
     LLM_MODEL,
@@ -48,15 +49,6 @@ def _param(key: str, value) -> str:
     return f'parameters: {{ key: "{key}" value: {{ string_value: {json.dumps(str(value), ensure_ascii=False)} }} }}'
 
 
-def _tensor(name: str, dtype: str, dims: str, optional: bool = False) -> str:
-    opt = " optional: true" if optional else ""
-    return f'  {{ name: "{name}" data_type: {dtype} dims: [ {dims} ]{opt} }}'
-
-
-def _io(kind: str, tensors: list[str]) -> str:
-    return f"{kind} [\n" + ",\n".join(tensors) + "\n]"
-
-
 def llm_config(config: DeploymentConfig) -> str:
     if config.device == "gpu" and config.replicas > 1:
         gpus = ", ".join(str(i) for i in range(config.replicas))
@@ -69,19 +61,7 @@ def llm_config(config: DeploymentConfig) -> str:
         'backend: "vllm"',
         "max_batch_size: 0",
         "model_transaction_policy { decoupled: true }",
-        _io("input", [
-            _tensor("text_input", "TYPE_STRING", "1"),
-            _tensor("stream", "TYPE_BOOL", "1", True),
-            _tensor("sampling_parameters", "TYPE_STRING", "1", True),
-            _tensor("exclude_input_in_output", "TYPE_BOOL", "1", True),
-            _tensor("return_finish_reason", "TYPE_BOOL", "1", True),
-            _tensor("return_num_output_tokens", "TYPE_BOOL", "1", True),
-        ]),
-        _io("output", [
-            _tensor("text_output", "TYPE_STRING", "-1"),
-            _tensor("finish_reason", "TYPE_STRING", "-1"),
-            _tensor("num_output_tokens", "TYPE_UINT32", "-1"),
-        ]),
+        contract.LLM.pbtxt(),
         group,
     ]
     if config.report_metrics:
@@ -105,11 +85,7 @@ def postprocess_config(config: DeploymentConfig) -> str:
         'backend: "python"',
         "max_batch_size: 64",
         "dynamic_batching { max_queue_delay_microseconds: 500 }",
-        _io("input", [_tensor("text_input", "TYPE_STRING", "1")]),
-        _io("output", [
-            _tensor("text_output", "TYPE_STRING", "1"),
-            _tensor("censored_words", "TYPE_INT32", "1"),
-        ]),
+        contract.POSTPROCESS.pbtxt(),
         f"instance_group [ {{ count: {config.postprocess_instances} kind: KIND_CPU }} ]",
         *_guard_params(config),
     ]
@@ -123,18 +99,7 @@ def pipeline_config(config: DeploymentConfig, *, name: str, mode: str, instances
         'backend: "python"',
         "max_batch_size: 0",
         "model_transaction_policy { decoupled: true }",
-        _io("input", [
-            _tensor("text_input", "TYPE_STRING", "1"),
-            _tensor("stream", "TYPE_BOOL", "1", True),
-            _tensor("max_tokens", "TYPE_INT32", "1", True),
-            _tensor("sampling_parameters", "TYPE_STRING", "1", True),
-            _tensor("prompt_is_formatted", "TYPE_BOOL", "1", True),
-        ]),
-        _io("output", [
-            _tensor("text_output", "TYPE_STRING", "1"),
-            _tensor("input_blocked", "TYPE_BOOL", "1"),
-            _tensor("censored_words", "TYPE_INT32", "1"),
-        ]),
+        contract.PIPELINE.pbtxt(),
         f"instance_group [ {{ count: {instances} kind: KIND_CPU }} ]",
         _param("bls_mode", mode),
         _param("llm_model", LLM_MODEL),

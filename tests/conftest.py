@@ -63,6 +63,36 @@ class ServerHandle:
             return False
 
 
+SAMPLE_MODEL = "tiny_lora"
+LORA_ADAPTERS = ("doll", "sheep")
+
+
+def add_sample_model(repo: Path, tiny_model: Path) -> None:
+    """A second vLLM model laid out as NVIDIA's sample: config.pbtxt without tensors or policy.
+
+    Its config.pbtxt has only ``backend``, ``instance_group`` and parameters, so it loads only
+    through ``auto_complete_config``; model.json enables LoRA with two random adapters of the tiny
+    model (``1/multi_lora.json``) and ``disable_log_stats`` (so no engine metrics although
+    ``REPORT_CUSTOM_METRICS`` is on); ``ENABLE_VLLM_HEALTH_CHECK`` is on.
+    """
+    from kit.models import build_tiny_lora
+
+    version = repo / SAMPLE_MODEL / "1"
+    version.mkdir(parents=True)
+    (repo / SAMPLE_MODEL / "config.pbtxt").write_text(
+        'backend: "vllm"\n'
+        "instance_group [ { count: 1 kind: KIND_MODEL } ]\n"
+        'parameters: { key: "REPORT_CUSTOM_METRICS" value: { string_value: "true" } }\n'
+        'parameters: { key: "ENABLE_VLLM_HEALTH_CHECK" value: { string_value: "true" } }\n'
+    )
+    engine = {"model": str(tiny_model), "dtype": "float32", "max_model_len": 512, "seed": 0, "enable_lora": True,
+              "max_lora_rank": 8, "max_loras": 2, "disable_log_stats": True}
+    (version / "model.json").write_text(json.dumps(engine))
+    adapters = {name: str(build_tiny_lora(version / "loras" / name, tiny_model, seed=i + 1))
+                for i, name in enumerate(LORA_ADAPTERS)}
+    (version / "multi_lora.json").write_text(json.dumps({k: str(Path(v).relative_to(version)) for k, v in adapters.items()}))
+
+
 @pytest.fixture(scope="session")
 def tiny_model() -> Path:
     from kit.models import build_tiny_model
@@ -84,6 +114,7 @@ def server(tmp_path_factory, tiny_model) -> ServerHandle:
     from kit.server import Server
 
     repo = repository.build(DeploymentConfig.cpu_default(tiny_model), tmp_path_factory.mktemp("repo") / "model_repository")
+    add_sample_model(repo, tiny_model)
     srv = Server(repo)  # log under .kit/logs/, kept after the run
     srv.start()
     try:

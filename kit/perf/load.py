@@ -209,7 +209,7 @@ async def _run_level_async(
 
     async def worker() -> None:
         for index in order:  # a shared iterator: each index is taken by exactly one worker
-            inputs = grpc_inputs(payloads[index])
+            inputs = grpc_inputs(payloads[index], model)
             record = await _one_request(client, model, inputs, f"{endpoint}-{index}-{uuid.uuid4().hex[:8]}",
                                         timeout_s)
             record["request"] = index

@@ -36,6 +36,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
+from kit import contract
 from kit.client import request_inputs
 from kit.exceptions import KitError, SetupError
 
@@ -166,10 +167,13 @@ def check_libraries(binary: Path, env: Mapping[str, str]) -> None:
 # --------------------------------------------------------------------------- input data
 
 
-def _json_value(value: Any) -> list:
-    if isinstance(value, bytes):
-        return [value.decode("utf-8", errors="replace")]
-    return [value]
+def _json_value(tensor: contract.Tensor, value: Any) -> list:
+    """One input's value in perf_analyzer's JSON: BYTES as text, the rest as the declared type."""
+    if tensor.wire_type == "BYTES":
+        return [value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)]
+    if tensor.wire_type == "BOOL":
+        return [bool(value)]
+    return [int(value) if tensor.wire_type.startswith(("INT", "UINT")) else float(value)]
 
 
 def input_data(
@@ -195,11 +199,12 @@ def input_data(
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be ≥ 1, got {max_tokens}")
     params = {"ignore_eos": True, **dict(sampling or {})}
+    declared = contract.for_model(model)
     entries = []
     for prompt in prompts:
         inputs = request_inputs(model, prompt, stream=stream, max_tokens=max_tokens, sampling=params,
                                 prompt_is_formatted=prompt_is_formatted)
-        entries.append({name: _json_value(value) for name, value in inputs.items()})
+        entries.append({name: _json_value(declared.input(name), value) for name, value in inputs.items()})
     return {"data": entries}
 
 

@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from kit import contract
 from kit.exceptions import RequestError
 from kit.guardrails import Guard
 from kit.pipeline import PromptFormatter, check_request, llm_sampling_json
@@ -136,6 +137,55 @@ class IteratorKeeper:
             self._kept.clear()
 
 
+class LLMExtras:
+    """The optional outputs of the LLM's responses since the pipeline last answered, merged.
+
+    The streaming censor holds text back, so one pipeline response may stand for several LLM
+    responses: token counts add up, logprobs lists are joined, the prompt's token count and the
+    finish reason are the latest seen (None until the LLM's last response).
+    """
+
+    def __init__(self, names: list[str]):
+        self.names = names
+        self.finish_reason = "None"
+        self.num_input_tokens = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self.num_output_tokens = 0
+        self.logprobs: list | None = None
+
+    def add(self, response) -> None:
+        if not self.names:
+            return
+
+        def first(name):
+            tensor = pb_utils.get_output_tensor_by_name(response, name)
+            return None if tensor is None else tensor.as_numpy().reshape(-1)[0]
+
+        if (reason := first("finish_reason")) is not None:
+            self.finish_reason = reason.decode() if isinstance(reason, bytes) else str(reason)
+        if (count := first("num_input_tokens")) is not None:
+            self.num_input_tokens = int(count)
+        if (count := first("num_output_tokens")) is not None:
+            self.num_output_tokens += int(count)
+        if (raw := first("logprobs")) is not None:
+            entries = json.loads(raw)
+            if entries is not None:
+                self.logprobs = (self.logprobs or []) + entries
+
+    def take(self) -> dict:
+        """The values for the next pipeline response (name → value), then start counting afresh."""
+        values = {
+            "finish_reason": self.finish_reason,
+            "num_input_tokens": self.num_input_tokens,
+            "num_output_tokens": self.num_output_tokens,
+            "logprobs": json.dumps(self.logprobs),
+        }
+        self._reset()
+        return {name: values[name] for name in self.names}
+
+
 class TritonPythonModel:
     def initialize(self, args):
         self.model_config = json.loads(args["model_config"])
@@ -170,12 +220,19 @@ class TritonPythonModel:
         return None
 
     # ------------------------------------------------------------------ one request
-    def _respond(self, text: str, blocked: bool, censored: int):
-        return pb_utils.InferenceResponse(output_tensors=[
+    def _respond(self, text: str, blocked: bool, censored: int, extras: dict | None = None):
+        """One response; ``extras`` holds the optional outputs the client asked for (name → value)."""
+        out = [
             tensors.bytes_tensor("text_output", [text]),
             pb_utils.Tensor("input_blocked", np.array([blocked], dtype=np.bool_)),
             pb_utils.Tensor("censored_words", np.array([censored], dtype=np.int32)),
-        ])
+        ]
+        for name, value in (extras or {}).items():
+            if name in ("finish_reason", "logprobs"):
+                out.append(tensors.bytes_tensor(name, [value]))
+            else:
+                out.append(pb_utils.Tensor(name, np.array([value], dtype=np.uint32)))
+        return pb_utils.InferenceResponse(output_tensors=out)
 
     def _handle(self, request, sender) -> None:
         """Answer one request completely; every path ends with a final flag."""
@@ -189,15 +246,22 @@ class TritonPythonModel:
                 prompt_is_formatted=tensors.flag(request, "prompt_is_formatted"),
                 max_context=self.max_context,
             )
+            extras = [name for name in contract.PIPELINE_EXTRAS if tensors.flag(request, f"return_{name}")]
+            if "logprobs" in extras and self.censor_output:
+                raise RequestError(
+                    "return_logprobs is refused while the output censor is on: the tokens would reveal the "
+                    "censored words; drop return_logprobs or serve a pipeline with censor_output false"
+                )
             started = time.perf_counter()
             blocked = self.block_input and self.guard.is_profane(req.prompt)
             self.metrics.add("guard_us", (time.perf_counter() - started) * 1e6)
             if blocked:
                 self.metrics.add("blocked")
-                sender.send(self._respond(self.refusal, True, 0), flags=tensors.FINAL)
+                nothing = {"finish_reason": "stop", "num_input_tokens": 0, "num_output_tokens": 0, "logprobs": "[]"}
+                sender.send(self._respond(self.refusal, True, 0, {k: nothing[k] for k in extras}), flags=tensors.FINAL)
                 return
             prompt = self.formatter.format(req)
-            self._generate(req, prompt, sender)
+            self._generate(req, prompt, sender, extras)
         except RequestError as exc:
             self.metrics.add("errors")
             tensors.send_error(sender, str(exc))
@@ -234,8 +298,9 @@ class TritonPythonModel:
         for _ in responses:
             pass
 
-    def _generate(self, req, prompt: str, sender) -> None:
+    def _generate(self, req, prompt: str, sender, extras: list[str]) -> None:
         request_id = uuid.uuid4().hex
+        flags = [pb_utils.Tensor(f"return_{name}", np.array([True], dtype=np.bool_)) for name in extras]
         llm_request = pb_utils.InferenceRequest(
             model_name=self.llm_model,
             inputs=[
@@ -243,10 +308,12 @@ class TritonPythonModel:
                 pb_utils.Tensor("stream", np.array([req.stream], dtype=np.bool_)),
                 pb_utils.Tensor("sampling_parameters", np.array([llm_sampling_json(req).encode()], dtype=np.object_)),
                 pb_utils.Tensor("exclude_input_in_output", np.array([True], dtype=np.bool_)),
+                *flags,
             ],
-            requested_output_names=["text_output"],
+            requested_output_names=["text_output", *extras],
             parameters={ID_PARAMETER: request_id},
         )
+        pending = LLMExtras(extras)
         censor = self.guard.stream() if self.censor_output else None
         collected: list[str] = []
         reported = 0
@@ -278,6 +345,7 @@ class TritonPythonModel:
                 out = pb_utils.get_output_tensor_by_name(response, "text_output")
                 if out is None:
                     continue  # the empty final response of a decoupled stream
+                pending.add(response)
                 delta = b"".join(out.as_numpy().reshape(-1)).decode("utf-8", errors="replace")
                 if censor is not None:
                     started = time.perf_counter()
@@ -288,7 +356,7 @@ class TritonPythonModel:
                 elif delta:
                     count = censor.censored - reported if censor else 0
                     reported += count
-                    sender.send(self._respond(delta, False, count))
+                    sender.send(self._respond(delta, False, count, pending.take()))
         except BaseException:
             self._cancel(responses, request_id)
             raise
@@ -301,9 +369,9 @@ class TritonPythonModel:
         total = censor.censored if censor else 0
         self.metrics.add("censored", total)
         if req.stream:
-            sender.send(self._respond(tail, False, total - reported), flags=tensors.FINAL)
+            sender.send(self._respond(tail, False, total - reported, pending.take()), flags=tensors.FINAL)
         else:
-            sender.send(self._respond("".join(collected) + tail, False, total), flags=tensors.FINAL)
+            sender.send(self._respond("".join(collected) + tail, False, total, pending.take()), flags=tensors.FINAL)
 
     def finalize(self):
         self.watcher.close()
@@ -311,3 +379,6 @@ class TritonPythonModel:
             self.pool.shutdown(wait=False, cancel_futures=True)
         self.metrics.close()
         self.keeper.clear()
+
+
+TritonPythonModel.__doc__ = "The guarded pipeline's Triton model.\n\n" + contract.PIPELINE.doc()

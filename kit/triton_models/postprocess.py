@@ -11,6 +11,7 @@ import json
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from kit import contract
 from kit.exceptions import RequestError
 from kit.triton_models import tensors
 from kit.triton_models.pipeline import guard_from_parameters
@@ -50,3 +51,6 @@ class TritonPythonModel:
             except Exception as exc:  # noqa: BLE001 - one bad request must not fail the batch
                 responses.append(tensors.error_response(f"postprocess failed: {exc}", pb_utils.TritonError.INTERNAL))
         return responses
+
+
+TritonPythonModel.__doc__ = "The output censor's Triton model.\n\n" + contract.POSTPROCESS.doc()

@@ -4,9 +4,14 @@ It follows the public contract of NVIDIA's vLLM backend, so one model
 repository (``config.pbtxt`` with ``backend: "vllm"`` and engine arguments in
 ``1/model.json``) serves on NVIDIA's image and on the pip-installed server:
 
-* inputs ``text_input`` (required), ``stream``, ``sampling_parameters`` (JSON),
-  ``exclude_input_in_output``, ``return_finish_reason``, ``return_num_output_tokens``;
-* outputs ``text_output`` (+ ``finish_reason``, ``num_output_tokens`` when asked);
+* inputs and outputs as :data:`kit.contract.LLM` declares them (listed in
+  :class:`TritonPythonModel`'s docstring); ``auto_complete_config`` fills in
+  whatever ``config.pbtxt`` leaves out, so NVIDIA's two-line sample
+  (``backend: "vllm"`` + ``instance_group``) loads;
+* every response carries all ``n`` sequences in order (NVIDIA's positional contract,
+  :mod:`kit.triton_models.sequences`);
+* multi-LoRA (``enable_lora`` in model.json + ``1/multi_lora.json``; ``lora_name`` in the
+  sampling parameters) and ``ENABLE_VLLM_HEALTH_CHECK`` as in NVIDIA's backend;
 * one engine per model instance, running on an asyncio loop in a background
   thread: ``execute`` only validates and schedules, so any number of requests
   are in flight at once and vLLM batches them continuously;
@@ -17,7 +22,8 @@ repository (``config.pbtxt`` with ``backend: "vllm"`` and engine arguments in
   cancelled client request, streaming or not; a bad request gets an ``INVALID_ARG`` error
   and the model keeps serving;
 * with ``REPORT_CUSTOM_METRICS`` the engine's statistics appear on Triton's
-  metrics port.
+  metrics port (:mod:`kit.triton_models.engine_metrics`);
+* unloading waits for the requests in flight.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import asyncio
 import json
 import os
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,15 +41,18 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from kit import sampling
+from kit import contract, sampling
 from kit.exceptions import RequestError
 from kit.triton_models import tensors
 from kit.triton_models.engine_metrics import EngineMetrics
 from kit.triton_models.responses import CancelWatcher, ResponsePump
+from kit.triton_models.sequences import Sequences
 
 
 ID_PARAMETER = "kit_request_id"
 ABORT_PARAMETER = "kit_abort"
+# Optional outputs, each sent only when the request's input `return_<name>` is true.
+EXTRA_OUTPUTS = ("finish_reason", "cumulative_logprob", "logprobs", "num_input_tokens", "num_output_tokens")
 # vLLM's output handler works through one engine step's outputs in chunks of this many running
 # requests and yields to the event loop between chunks. At the default (128) an H200 serving 256
 # streams sent ~250 one-token responses per 300-token request instead of ~60, and output fell to
@@ -51,6 +61,33 @@ ABORT_PARAMETER = "kit_abort"
 OUTPUT_PROC_CHUNK_SIZE = "1024"
 # Sender threads per model instance (see kit.triton_models.responses); KIT_RESPONSE_SENDERS overrides.
 RESPONSE_SENDERS = 2
+
+
+def _truthy(value) -> bool:
+    """model.json and config parameters say true as a bool or as text (NVIDIA's backend reads both)."""
+    return str(value).strip().lower() == "true"
+
+
+def read_loras(engine_json: dict, version_dir: Path) -> dict[str, str]:
+    """Adapter name → folder from ``multi_lora.json`` when model.json says ``enable_lora``; else empty.
+
+    NVIDIA's layout: ``1/multi_lora.json`` maps each name to an adapter folder (PEFT layout);
+    relative folders are taken from the version folder.
+    """
+    if not _truthy(engine_json.get("enable_lora", False)):
+        return {}
+    path = version_dir / "multi_lora.json"
+    try:
+        table = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise pb_utils.TritonModelException(
+            f"model.json enables LoRA but {path} is missing; add it: {{\"<adapter name>\": \"<adapter folder>\"}}"
+        ) from None
+    except ValueError as exc:
+        raise pb_utils.TritonModelException(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
+        raise pb_utils.TritonModelException(f"{path} must map adapter names to folders (strings)")
+    return {name: str((version_dir / folder).resolve()) for name, folder in table.items()}
 
 
 def _request_parameters(request) -> dict:
@@ -70,8 +107,9 @@ class Job:
     stream: bool
     prepend_prompt: bool  # NVIDIA's contract: without streaming the prompt is prepended unless excluded
     params: dict
-    finish_reason: bool
-    num_output_tokens: bool
+    extras: set  # the optional outputs asked for (EXTRA_OUTPUTS)
+    lora: Any = None  # vLLM's LoRARequest, or None for the base model
+    sequences: Any = None  # its Sequences, once the engine has it (merged by the sender threads)
     sender: Any = None
     task: Any = None  # its asyncio task, once running (read and written on the loop only)
     cancelled: bool = False
@@ -86,6 +124,14 @@ class Failure:
 
 
 class TritonPythonModel:
+    @staticmethod
+    def auto_complete_config(auto_complete_model_config):
+        """Fill in the contract's tensors, the decoupled policy and ``max_batch_size: 0`` (vLLM batches)."""
+        contract.LLM.complete(auto_complete_model_config)
+        auto_complete_model_config.set_model_transaction_policy({"decoupled": True})
+        auto_complete_model_config.set_max_batch_size(0)
+        return auto_complete_model_config
+
     def initialize(self, args):
         self.model_config = json.loads(args["model_config"])
         if not pb_utils.using_decoupled_model_transaction_policy(self.model_config):
@@ -95,11 +141,16 @@ class TritonPythonModel:
         self.logger = pb_utils.Logger
         model_json = Path(args["model_repository"]) / args["model_version"] / "model.json"
         engine_json = json.loads(model_json.read_text())
-        report_flag = tensors.config_parameters(self.model_config).get("REPORT_CUSTOM_METRICS", "")
-        report = report_flag.lower() in ("true", "1", "yes")
-        if report:
-            engine_json["disable_log_stats"] = False
-        self.metrics = EngineMetrics({"model": args["model_name"], "version": args["model_version"]}) if report else None
+        # NVIDIA's rule: engine metrics need REPORT_CUSTOM_METRICS and vLLM's statistics (which
+        # `disable_log_stats: true` in model.json turns off).
+        self.report_metrics = self._config_flag("REPORT_CUSTOM_METRICS") and not _truthy(
+            engine_json.get("disable_log_stats", False)
+        )
+        self.labels = {"model": args["model_name"], "version": args["model_version"]}
+        self.metrics = None
+        self.loras = read_loras(engine_json, model_json.parent)
+        self.health_check = self._config_flag("ENABLE_VLLM_HEALTH_CHECK")
+        self.healthy = True
 
         self._pin_device(args)
         os.environ.setdefault("VLLM_V1_OUTPUT_PROC_CHUNK_SIZE", OUTPUT_PROC_CHUNK_SIZE)
@@ -117,6 +168,9 @@ class TritonPythonModel:
             f"{senders} response senders)"
         )
 
+    def _config_flag(self, name: str) -> bool:
+        return _truthy(tensors.config_parameters(self.model_config).get(name, ""))
+
     def _pin_device(self, args) -> None:
         """With ``KIND_GPU`` instances (replicas), each instance's engine sees only its own GPU.
 
@@ -128,17 +182,36 @@ class TritonPythonModel:
 
     async def _create_engine(self, engine_json: dict):
         from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.usage.usage_lib import UsageContext
         from vllm.v1.engine.async_llm import AsyncLLM
 
         try:
             engine_args = AsyncEngineArgs(**engine_json)
         except TypeError as exc:
             raise pb_utils.TritonModelException(f"model.json has an invalid engine argument: {exc}") from None
-        loggers = [self.metrics.logger_factory()] if self.metrics else None
-        return AsyncLLM.from_engine_args(engine_args, stat_loggers=loggers)
+        if not self.report_metrics:
+            return AsyncLLM.from_engine_args(engine_args)
+        # The token-count histograms' buckets reach the context length, known once vLLM resolved its config.
+        vllm_config = engine_args.create_engine_config(UsageContext.ENGINE_CONTEXT)
+        try:
+            self.metrics = EngineMetrics(self.labels, vllm_config.model_config.max_model_len)
+        except pb_utils.TritonModelException as exc:
+            if "metrics not supported" not in str(exc):
+                raise
+            self.logger.log_info("the server runs with --allow-metrics=false: no engine metrics")
+            return AsyncLLM.from_vllm_config(vllm_config)
+        return AsyncLLM.from_vllm_config(
+            vllm_config, stat_loggers=[self.metrics.logger_factory()],
+            enable_log_requests=engine_args.enable_log_requests,
+        )
 
     # ------------------------------------------------------------------ requests
     def execute(self, requests):
+        if self.health_check and not self._check_health():
+            for request in requests:
+                tensors.send_error(request.get_response_sender(), "Model is unavailable due to unhealthy vLLM engine",
+                                   pb_utils.TritonError.UNAVAILABLE)
+            return None
         for request in requests:
             sender = request.get_response_sender()
             control = _request_parameters(request)
@@ -163,6 +236,17 @@ class TritonPythonModel:
             asyncio.run_coroutine_threadsafe(self._generate(job), self.loop)
         return None
 
+    def _check_health(self) -> bool:
+        """``ENABLE_VLLM_HEALTH_CHECK``: ask the engine before each batch; once it fails, unload the model."""
+        if self.healthy:
+            try:
+                asyncio.run_coroutine_threadsafe(self.engine.check_health(), self.loop).result()
+            except Exception as exc:  # noqa: BLE001 - any failure means the engine cannot serve
+                self.healthy = False
+                self.logger.log_error(f"the vLLM engine is not healthy ({exc!r}); unloading {self.labels['model']}")
+                pb_utils.unload_model(self.labels["model"])  # returns at once; Triton unloads after this call
+        return self.healthy
+
     def _cancel(self, request_id: str) -> None:
         """Cancel a job from any thread: vLLM aborts the request, the client gets a CANCELLED error."""
         self.loop.call_soon_threadsafe(self._cancel_on_loop, request_id)
@@ -180,21 +264,46 @@ class TritonPythonModel:
         stream = tensors.flag(request, "stream")
         exclude = tensors.optional(request, "exclude_input_in_output")
         if stream and exclude is not None and not bool(exclude):
-            raise RequestError("streaming returns only new text: drop exclude_input_in_output or set it true")
-        params = sampling.parse(tensors.optional(request, "sampling_parameters"), max_context=self.max_context)
+            # NVIDIA's text, which its clients compare verbatim: streaming returns only new text
+            raise RequestError(
+                "Error generating stream: When streaming, `exclude_input_in_output` = False is not allowed."
+            )
+        params = self._sampling(request)
+        lora_name = params.pop("lora_name", None)
         return Job(
             request_id="",
             prompt=prompt,
             stream=stream,
             prepend_prompt=not stream and not (exclude is not None and bool(exclude)),
             params=params,
-            finish_reason=tensors.flag(request, "return_finish_reason"),
-            num_output_tokens=tensors.flag(request, "return_num_output_tokens"),
+            extras={name for name in EXTRA_OUTPUTS if tensors.flag(request, f"return_{name}")},
+            lora=self._lora_request(lora_name) if lora_name is not None else None,
         )
+
+    def _lora_request(self, name: str):
+        """vLLM's ``LoRARequest`` for adapter ``name`` of ``1/multi_lora.json`` (NVIDIA's error texts)."""
+        from vllm.lora.request import LoRARequest
+
+        if not self.loras:
+            raise RequestError("LoRA feature is not enabled.")
+        if name not in self.loras:
+            raise RequestError(f"LoRA {name} is not supported, we currently support {list(self.loras)}")
+        return LoRARequest(name, list(self.loras).index(name) + 1, self.loras[name])
+
+    def _sampling(self, request) -> dict:
+        """``sampling_parameters``, or the request's parameters when that tensor is absent (NVIDIA's contract)."""
+        raw = tensors.optional(request, "sampling_parameters")
+        if raw is not None:
+            return sampling.parse(raw, max_context=self.max_context)
+        params = {
+            k: v for k, v in _request_parameters(request).items()
+            if k not in (ID_PARAMETER, ABORT_PARAMETER) and not k.startswith("triton_")
+        }
+        return sampling.check(params, max_context=self.max_context)
 
     async def _generate(self, job: Job) -> None:
         """Run one job on the engine; every path ends with a final item for the pump."""
-        from vllm import SamplingParams
+        from vllm.exceptions import VLLMClientError  # request errors; not ValueErrors
         from vllm.sampling_params import RequestOutputKind
 
         final: Any = None  # the empty final item, unless an output or a failure ends the job
@@ -203,11 +312,9 @@ class TritonPythonModel:
             if job.cancelled:
                 raise asyncio.CancelledError
             kind = RequestOutputKind.DELTA if job.stream else RequestOutputKind.FINAL_ONLY
-            try:
-                params = SamplingParams(**job.params, output_kind=kind)
-            except (ValueError, TypeError) as exc:
-                raise RequestError(f"invalid sampling parameters: {exc}") from None
-            async for output in self.engine.generate(job.prompt, params, job.request_id):
+            params = sampling.to_vllm(job.params, output_kind=kind)
+            job.sequences = Sequences(params.n, logprobs=params.logprobs is not None)
+            async for output in self.engine.generate(job.prompt, params, job.request_id, lora_request=job.lora):
                 if output.finished:  # the generator's last output
                     final = output
                 elif job.stream:
@@ -216,11 +323,15 @@ class TritonPythonModel:
             final = Failure("request cancelled", pb_utils.TritonError.CANCELLED)
         except RequestError as exc:
             final = Failure(str(exc))
-        except ValueError as exc:  # vLLM's own input validation (prompt too long, ...)
+        except (ValueError, VLLMClientError) as exc:  # vLLM's own input validation (prompt too long, ...)
             final = Failure(f"vLLM rejected the request: {exc}")
         except Exception as exc:  # noqa: BLE001
-            self.logger.log_error(f"request {job.request_id} failed: {exc!r}")
-            final = Failure(f"generation failed: {exc}", pb_utils.TritonError.INTERNAL)
+            if isinstance(exc.__cause__, (ValueError, VLLMClientError)):
+                # AsyncLLM wraps a ValueError of its input checks in an EngineGenerateError
+                final = Failure(f"vLLM rejected the request: {exc.__cause__}")
+            else:
+                self.logger.log_error(f"request {job.request_id} failed: {exc!r}")
+                final = Failure(f"generation failed: {exc}", pb_utils.TritonError.INTERNAL)
         finally:
             self.watcher.unwatch(job.request_id)
             self.pump.put(job.request_id, final, final=True)
@@ -251,28 +362,31 @@ class TritonPythonModel:
     def _response(self, job: Job, outputs: list):
         """One response for the vLLM outputs of ``job`` pending since its last response.
 
-        Streaming outputs are deltas: texts are joined and token counts added per sequence index.
+        All ``n`` sequences, in order: texts joined, token counts added and logprobs joined per
+        sequence, the latest finish reason (:class:`~kit.triton_models.sequences.Sequences`).
         """
-        texts: dict[int, str] = {}
-        counts: dict[int, int] = {}
-        reasons: dict[int, str] = {}
-        for output in outputs:
-            for seq in output.outputs:
-                texts[seq.index] = texts.get(seq.index, "") + seq.text
-                counts[seq.index] = counts.get(seq.index, 0) + len(seq.token_ids)
-                reasons[seq.index] = str(seq.finish_reason)
-        order = sorted(texts)
-        values = [texts[i] for i in order]
-        if job.prepend_prompt:
-            values = [job.prompt + t for t in values]
-        out = [tensors.bytes_tensor("text_output", values)]
-        if job.finish_reason:
-            out.append(tensors.bytes_tensor("finish_reason", [reasons[i] for i in order]))
-        if job.num_output_tokens:
-            out.append(pb_utils.Tensor("num_output_tokens", np.array([counts[i] for i in order], dtype=np.uint32)))
+        merged = job.sequences.merge(outputs)
+        texts = [job.prompt + t for t in merged.texts] if job.prepend_prompt else merged.texts
+        out = [tensors.bytes_tensor("text_output", texts)]
+        extras = job.extras
+        if "finish_reason" in extras:
+            out.append(tensors.bytes_tensor("finish_reason", merged.finish_reasons))
+        if "cumulative_logprob" in extras:
+            out.append(pb_utils.Tensor("cumulative_logprob", np.array(merged.cumulative_logprobs, dtype=np.float32)))
+        if "logprobs" in extras:
+            out.append(tensors.bytes_tensor("logprobs", merged.logprobs))
+        if "num_input_tokens" in extras:
+            out.append(pb_utils.Tensor("num_input_tokens", np.array([merged.num_input_tokens], dtype=np.uint32)))
+        if "num_output_tokens" in extras:
+            out.append(pb_utils.Tensor("num_output_tokens", np.array(merged.num_output_tokens, dtype=np.uint32)))
         return pb_utils.InferenceResponse(output_tensors=out)
 
     def finalize(self):
+        # Unloading waits for the requests in flight (NVIDIA's backend does too); Triton's own
+        # exit timeout bounds the wait when the server stops.
+        while self.jobs:
+            self.logger.log_info(f"waiting for {len(self.jobs)} request(s) in flight before unloading")
+            time.sleep(1)
         self.logger.log_info("shutting down the vLLM engine")
         self.watcher.close()
         try:
@@ -283,3 +397,6 @@ class TritonPythonModel:
                 self.metrics.close()
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(timeout=10)
+
+
+TritonPythonModel.__doc__ = "The vLLM backend's Triton model.\n\n" + contract.LLM.doc()

@@ -1,0 +1,98 @@
+"""Pure parts of kit.triton_models.vllm_backend (Triton's module replaced by a stand-in; no engine)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import sys
+import threading
+import types
+from types import SimpleNamespace
+
+import pytest
+
+from kit.exceptions import RequestError
+
+
+class ModelException(Exception):
+    pass
+
+
+@pytest.fixture
+def backend(monkeypatch):
+    stand_in = types.ModuleType("triton_python_backend_utils")
+    stand_in.TRITONSERVER_RESPONSE_COMPLETE_FINAL = 1
+    stand_in.TritonModelException = ModelException
+    stand_in.TritonError = SimpleNamespace(UNAVAILABLE="UNAVAILABLE", INVALID_ARG="INVALID_ARG")
+    stand_in.Logger = SimpleNamespace(log_error=lambda m: None, log_info=lambda m: None)
+    stand_in.unloaded = []
+    stand_in.unload_model = stand_in.unloaded.append
+    for name in ("kit.triton_models.vllm_backend", "kit.triton_models.tensors", "kit.triton_models.engine_metrics"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", stand_in)
+    module = importlib.import_module("kit.triton_models.vllm_backend")
+    yield module
+    for name in ("kit.triton_models.vllm_backend", "kit.triton_models.tensors", "kit.triton_models.engine_metrics"):
+        sys.modules.pop(name, None)  # nobody else gets the stand-in's versions
+
+
+def test_loras_are_read_only_when_enabled(backend, tmp_path):
+    """enable_lora (bool or text) + multi_lora.json → name → absolute folder; without it, no LoRA."""
+    (tmp_path / "multi_lora.json").write_text(json.dumps({"doll": "loras/doll", "sheep": "/abs/sheep"}))
+    assert backend.read_loras({}, tmp_path) == {}
+    assert backend.read_loras({"enable_lora": "false"}, tmp_path) == {}
+    loras = backend.read_loras({"enable_lora": "True"}, tmp_path)
+    assert loras == {"doll": str(tmp_path / "loras/doll"), "sheep": "/abs/sheep"}
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "multi_lora.json is missing"),
+    ("{oops", "not valid JSON"),
+    ('["doll"]', "must map adapter names"),
+])
+def test_a_bad_multi_lora_file_fails_the_load_saying_what_to_fix(backend, tmp_path, content, message):
+    """LoRA enabled with a missing, broken or mis-shaped multi_lora.json refuses to load, naming the file."""
+    if content is not None:
+        (tmp_path / "multi_lora.json").write_text(content)
+    with pytest.raises(ModelException, match=message):
+        backend.read_loras({"enable_lora": True}, tmp_path)
+
+
+def test_lora_requests_use_nvidias_error_texts(backend):
+    """An unknown adapter or LoRA off is a RequestError with NVIDIA's texts; a known one gets a 1-based id."""
+    pytest.importorskip("vllm")
+    model = backend.TritonPythonModel()
+    model.loras = {}
+    with pytest.raises(RequestError, match="^LoRA feature is not enabled.$"):
+        model._lora_request("doll")
+    model.loras = {"doll": "/a", "sheep": "/b"}
+    with pytest.raises(RequestError, match=r"LoRA x is not supported, we currently support \['doll', 'sheep'\]"):
+        model._lora_request("x")
+    request = model._lora_request("sheep")
+    assert (request.lora_name, request.lora_int_id, request.lora_path) == ("sheep", 2, "/b")
+
+
+def test_a_failed_health_check_unloads_the_model_once(backend):
+    """The first failing check marks the engine unhealthy and asks Triton to unload; later checks stay failed."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    calls = []
+
+    async def check_health():
+        calls.append(1)
+        if len(calls) > 1:
+            raise RuntimeError("engine died")
+
+    model = backend.TritonPythonModel()
+    model.engine, model.loop, model.healthy = SimpleNamespace(check_health=check_health), loop, True
+    model.logger, model.labels = backend.pb_utils.Logger, {"model": "m"}
+    try:
+        assert model._check_health() is True
+        assert model._check_health() is False
+        assert model._check_health() is False
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+    assert len(calls) == 2 and backend.pb_utils.unloaded == ["m"]
