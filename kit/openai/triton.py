@@ -81,8 +81,11 @@ def _text(value) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else str(value)
 
 
-def piece_from_result(result) -> Piece:
-    """A :class:`Piece` from a gRPC ``InferResult`` (outputs the model did not send stay None)."""
+def piece_from_result(result, top: int | None = None) -> Piece:
+    """A :class:`Piece` from a gRPC ``InferResult`` (outputs the model did not send stay None).
+
+    ``top``: how many alternatives each logprobs entry keeps (the request's ``top_logprobs``).
+    """
     delta = delta_from_result(result)
     reason = _first(result.as_numpy("finish_reason"))
     reason = _text(reason) if reason is not None else None
@@ -94,7 +97,7 @@ def piece_from_result(result) -> Piece:
     entries: tuple = ()
     if logprobs is not None:
         decoded = json.loads(_text(logprobs) or "null")
-        entries = tuple(logprob_entries(decoded))
+        entries = tuple(logprob_entries(decoded, top))
     params = result.get_response().parameters
     return Piece(
         text=delta.text if delta else "",
@@ -108,28 +111,30 @@ def piece_from_result(result) -> Piece:
     )
 
 
-def logprob_entries(decoded) -> list[dict[str, Any]]:
+def logprob_entries(decoded, top: int | None = None) -> list[dict[str, Any]]:
     """OpenAI's per-token entries from the backend's ``logprobs`` JSON.
 
-    NVIDIA's vLLM backend sends, per sequence, a list (one item per new token) of
-    ``{token_id: {"logprob", "rank", "decoded_token"}}`` maps, the sampled token among them.
+    The backend (NVIDIA's contract) sends, per sequence, a list with one
+    ``{token_id: {"logprob", "rank", "decoded_token"}}`` map per new token. vLLM builds each map
+    with the sampled token first, then the ``top`` most likely ones (the sampled one among them
+    or not), so the first entry is the token, and those of rank ≤ ``top`` its ``top_logprobs``.
     """
-    if not decoded:
-        return []
-    if isinstance(decoded, list) and decoded and isinstance(decoded[0], list):
+    if decoded and isinstance(decoded[0], list):
         decoded = decoded[0]  # one sequence per request here
     out = []
     for step in decoded or []:
         if not isinstance(step, dict) or not step:
             continue
-        ranked = sorted(step.values(), key=lambda v: v.get("rank") or 0)
-        best = min(ranked, key=lambda v: v.get("rank") or 1)
-        entry = {"token": best.get("decoded_token", ""), "logprob": best.get("logprob"),
-                 "bytes": list(str(best.get("decoded_token", "")).encode()), "top_logprobs": [
-                     {"token": v.get("decoded_token", ""), "logprob": v.get("logprob"),
-                      "bytes": list(str(v.get("decoded_token", "")).encode())} for v in ranked]}
-        out.append(entry)
+        sampled = next(iter(step.values()))
+        limit = len(step) if top is None else top
+        ranked = sorted((v for v in step.values() if (v.get("rank") or 0) <= limit), key=lambda v: v.get("rank") or 0)
+        out.append({**_token(sampled), "top_logprobs": [_token(v) for v in ranked]})
     return out
+
+
+def _token(entry: Mapping[str, Any]) -> dict[str, Any]:
+    text = str(entry.get("decoded_token") or "")
+    return {"token": text, "logprob": entry.get("logprob"), "bytes": list(text.encode("utf-8"))}
 
 
 class TritonModels:
@@ -222,7 +227,7 @@ class TritonModels:
                 if error is not None:
                     message = error.message() or str(error)
                     raise TritonError(message, status_for(message))
-                piece = piece_from_result(result)
+                piece = piece_from_result(result, params.get("logprobs"))
                 yield piece
                 if piece.final:
                     finished = True

@@ -22,11 +22,15 @@ def test_status_for_triton_messages(message, status):
 
 
 def test_logprob_entries_from_nvidia_backend_json():
-    """Per token: the sampled token (rank 1) with its logprob, and every ranked alternative as top_logprobs."""
-    decoded = [[{"5": {"logprob": -0.1, "rank": 1, "decoded_token": "a"},
-                 "9": {"logprob": -2.5, "rank": 2, "decoded_token": "b"}},
-                {"7": {"logprob": -0.5, "rank": 1, "decoded_token": "c"}}]]
-    entries = logprob_entries(decoded)
-    assert [(e["token"], e["logprob"]) for e in entries] == [("a", -0.1), ("c", -0.5)]
-    assert [t["token"] for t in entries[0]["top_logprobs"]] == ["a", "b"]
+    """Per token: the sampled token (vLLM puts it first) with its logprob; the top-k by rank as top_logprobs."""
+    decoded = [{"9": {"logprob": -2.5, "rank": 3, "decoded_token": "b"},
+                "5": {"logprob": -0.1, "rank": 1, "decoded_token": "a"},
+                "6": {"logprob": -0.9, "rank": 2, "decoded_token": "x"}},
+               {"7": {"logprob": -0.5, "rank": 1, "decoded_token": "c"},
+                "8": {"logprob": -1.5, "rank": 2, "decoded_token": "d"}}]
+    entries = logprob_entries(decoded, top=2)
+    assert [(e["token"], e["logprob"]) for e in entries] == [("b", -2.5), ("c", -0.5)]
+    assert [t["token"] for t in entries[0]["top_logprobs"]] == ["a", "x"]
+    assert [t["token"] for t in entries[1]["top_logprobs"]] == ["c", "d"]
+    assert entries[0]["bytes"] == [98]
     assert logprob_entries(None) == [] and logprob_entries([]) == []
