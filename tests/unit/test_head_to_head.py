@@ -69,3 +69,16 @@ def test_saved_results_load_back_as_records(tmp_path):
     loaded, found = h2h.load(path.parent)
     assert loaded == results and found == h2h.ratios(results)
     assert (tmp_path / "head_to_head.csv").read_text().startswith("target,concurrency")
+
+
+def test_plot_shows_every_target_in_three_panels():
+    """The notebook's figure: one bar series per target in each of tok/s, TTFT and ITL."""
+    from dataclasses import asdict
+
+    import pandas as pd
+
+    from kit import plots
+
+    results = [_result(t, c, 100, 20) for t in ("vllm-serve", "kit-llm", "kit-pipeline") for c in (1, 4)]
+    fig = plots.head_to_head(pd.DataFrame([asdict(r) for r in results]))
+    assert len(fig.data) == 9 and {t.name for t in fig.data} == {"vllm-serve", "kit-llm", "kit-pipeline"}
