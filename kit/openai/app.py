@@ -13,6 +13,9 @@ needs the key).
   an SSE client either.
 * Errors are OpenAI error objects with their status (400, 401, 404, 500, 503); the
   traceback of an unexpected failure goes to the log, never to the client.
+* ``usage`` and ``finish_reason`` are the engine's (``num_input_tokens``, ``num_output_tokens``,
+  ``finish_reason``, which both models report); with a backend that does not report them, the
+  served tokenizer counts the text (an estimate) and a full budget reads as ``length``.
 * A client that goes away (stream or not) cancels its Triton requests.
 * ``Authorization: Bearer <key>`` is required when a key is set (compared in constant time).
 """
