@@ -60,9 +60,10 @@ def _serve(args) -> int:
         except BaseException:
             server.stop()
             raise
-    record = {**server.record(), **(api.record() if api else {})}
+    extra = api.record() if api else {}
+    record = {**server.record(), **extra}
     if args.detach:
-        path = srv.write_state(server, extra=api.record() if api else None)
+        path = srv.write_state(server, extra=extra)
         server.process = None  # leave it running: `python -m kit stop` ends it
         if api:
             api.process = None

@@ -289,6 +289,16 @@ def engine_json_of(repository: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def _shown(path: str | Path) -> str:
+    """A path as saved results show it: relative to the checkout when inside it (results travel)."""
+    from kit.models import project_root
+
+    try:
+        return str(Path(path).resolve().relative_to(project_root().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def save(results: Sequence[ServeResult], out: Path, settings: Mapping[str, Any]) -> Path:
     """``head_to_head.json`` (settings, results, ratios, goals) and ``head_to_head.csv`` (results) in ``out``."""
     import pandas as pd
@@ -371,7 +381,8 @@ def main(args: argparse.Namespace) -> int:
         finally:
             if server is not None:
                 server.stop()
-    settings = {**dataclasses.asdict(workload), "engine_args": engine_json, "repository": str(repo),
+    settings = {**dataclasses.asdict(workload), "tokenizer": _shown(workload.tokenizer),
+                "engine_args": {**engine_json, "model": _shown(engine_json["model"])}, "repository": _shown(repo),
                 "seconds": round(time.monotonic() - started, 1)}
     path = save(results, out, settings)
     print()
