@@ -5,7 +5,8 @@
 #   (have.txt = `pip list --format=freeze` taken on the GPU host), then copy wheels/ over.
 # There:                benchmarks/gpu_run.sh <phase> ...   with phases in this order:
 #   install  — reassemble + check the bundle, install it into $SITE (the image's torch stays in use)
-#   serve    — write the Llama-3-8B-shaped stand-in model, start `kit serve` detached with params/gpu-bench.yaml
+#   serve    — write the Llama-3-8B-shaped stand-in model, start `kit serve` detached with $PARAMS
+#              (default params/gpu-bench.yaml; params/gpu-bench-fp8.yaml for FP8)
 #   sweep    — benchmarks/gpu_sweep.py (args passed through)
 #   perf     — one perf_analyzer concurrency sweep through the pipeline
 #   profile  — where the time goes under load: py-spy of the vLLM and pipeline stubs, top, nvidia-smi dmon
@@ -36,7 +37,7 @@ case "$phase" in
   serve)
     python3 -m kit build --dummy-llama3 models/llama3-8b-dummy
     start=$(date +%s)
-    python3 -m kit serve --params params/gpu-bench.yaml --detach --timeout 900
+    python3 -m kit serve --params "${PARAMS:-params/gpu-bench.yaml}" --detach --timeout 900
     echo "kit serve ready after $(( $(date +%s) - start ))s" ;;
   sweep)
     python3 benchmarks/gpu_sweep.py --tokenizer models/llama3-8b-dummy "$@" ;;

@@ -185,7 +185,7 @@ async def _one_request(client, model: str, inputs: list, request_id: str, timeou
 async def _run_level_async(
     grpc_url: str, model: str, *, concurrency: int, indices: Sequence[int], max_tokens: int,
     prompts: Sequence[str], prompt_is_formatted: bool, sampling: Mapping[str, Any] | None, progress: bool,
-    endpoint: str, timeout_s: float,
+    endpoint: str, timeout_s: float, stream: bool = True,
 ) -> list[dict[str, Any]]:
     """Requests ``indices`` (request ``i`` carries ``prompts[i % len(prompts)]``), ``concurrency`` at a time.
 
@@ -197,7 +197,7 @@ async def _run_level_async(
 
     params = {"ignore_eos": True, **dict(sampling or {})}
     payloads = {
-        i: request_inputs(model, prompts[i % len(prompts)], stream=True, max_tokens=max_tokens, sampling=params,
+        i: request_inputs(model, prompts[i % len(prompts)], stream=stream, max_tokens=max_tokens, sampling=params,
                           prompt_is_formatted=prompt_is_formatted)
         for i in indices
     }
@@ -298,8 +298,11 @@ def run_level(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     processes: int = 1,
     pool: Executor | None = None,
+    stream: bool = True,
 ) -> pd.DataFrame:
-    """``requests`` streaming requests to ``model``, ``concurrency`` at a time: one row per request.
+    """``requests`` requests to ``model``, ``concurrency`` at a time: one row per request.
+
+    Requests stream unless ``stream`` is false (then the one answer's arrival is both TTFT and latency).
 
     Request ``i`` carries ``prompts[i % len(prompts)]``, so two endpoints measured with the
     same arguments receive the same requests. With ``processes`` > 1 the streams are shared
@@ -314,7 +317,7 @@ def run_level(
     label = endpoint or model
     common = dict(grpc_url=grpc_url, model=model, max_tokens=max_tokens, prompts=list(prompts),
                   prompt_is_formatted=prompt_is_formatted, sampling=dict(sampling or {}), endpoint=label,
-                  timeout_s=timeout_s)
+                  timeout_s=timeout_s, stream=stream)
     parts = shares(concurrency, requests, processes)
     if len(parts) == 1:
         rows = _run_sync(lambda: _run_level_async(concurrency=concurrency, indices=range(requests),

@@ -43,12 +43,15 @@ class ResponsePump:
     * ``final`` is true for the last send of a request. Items put after a final item, before its
       send, are dropped; a ``send`` callback must itself ignore keys it has already finished.
     * An exception raised by ``send`` goes to ``on_error(key, exc)`` and the pump goes on.
+    * ``senders=0`` sends inline, in the thread that puts, one item per send (no coalescing): the
+      behaviour before the pump, kept for side-by-side benchmarks (``benchmarks/response_pump.py``).
     """
 
     def __init__(self, send: SendFn, *, senders: int = 2, name: str = "responses",
                  on_error: Callable[[Hashable, BaseException], None] | None = None):
-        if senders < 1:
-            raise ValueError(f"senders must be ≥ 1, got {senders}")
+        if senders < 0:
+            raise ValueError(f"senders must be ≥ 0, got {senders}")
+        self._inline = senders == 0
         self._send = send
         self._on_error = on_error or (lambda key, exc: None)
         self._pending: dict[Hashable, list] = {}
@@ -67,6 +70,14 @@ class ResponsePump:
 
     def put(self, key: Hashable, item: Any, final: bool = False) -> None:
         """Queue ``item`` for request ``key``; ``final`` marks the request's last item."""
+        if self._inline:
+            self.sends += 1
+            self.items += 1
+            try:
+                self._send(key, [item], final)
+            except BaseException as exc:  # noqa: BLE001
+                self._on_error(key, exc)
+            return
         with self._cond:
             if key in self._final:
                 return

@@ -284,7 +284,7 @@ def test_summarize_columns_come_first_and_in_order():
     summary = load.summarize(_requests("direct", 1, [(0.0, 0.01, 0.1, "")]))
     assert list(summary.columns[: len(load.SWEEP_COLUMNS)]) == load.SWEEP_COLUMNS
     assert load.SWEEP_COLUMNS == ["endpoint", "concurrency", "max_tokens", "requests", "output_tokens_per_s",
-                                  "ttft_p50_ms", "itl_mean_ms", "latency_p50_s", "errors"]
+                                  "ttft_p50_ms", "itl_mean_ms", "latency_p50_s", "errors", "responses_per_request"]
 
 
 def test_summarize_arithmetic():
@@ -298,6 +298,7 @@ def test_summarize_arithmetic():
     assert row["output_tokens"] == 30
     assert row["output_tokens_per_s"] == pytest.approx(30 / wall)
     assert row["requests_per_s"] == pytest.approx(3 / wall)
+    assert row["responses_per_request"] == 10  # the successful requests' streamed responses
     assert row["ttft_p50_ms"] == pytest.approx(20.0)
     itl = [(0.1 - 0.01) / 9, (0.19 - 0.02) / 9, (0.3 - 0.03) / 9]
     assert row["itl_mean_ms"] == pytest.approx(np.mean(itl) * 1e3)

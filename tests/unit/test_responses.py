@@ -102,9 +102,20 @@ def test_close_sends_what_is_queued():
     assert all(final for _, _, final in sent)
 
 
-def test_pump_needs_a_sender_thread():
+def test_pump_refuses_a_negative_sender_count():
     with pytest.raises(ValueError, match="senders must be"):
-        ResponsePump(lambda *a: None, senders=0)
+        ResponsePump(lambda *a: None, senders=-1)
+
+
+def test_no_sender_threads_sends_each_item_inline():
+    """senders=0 is the behaviour before the pump: every item is its own send, in the caller's thread."""
+    sent = []
+    pump = ResponsePump(lambda key, items, final: sent.append((key, items, final, threading.get_ident())), senders=0)
+    pump.put("a", 1)
+    pump.put("a", 2, final=True)
+    me = threading.get_ident()
+    assert sent == [("a", [1], False, me), ("a", [2], True, me)]
+    pump.close()
 
 
 def test_watcher_reports_each_cancelled_request_once():
