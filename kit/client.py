@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from kit import contract
 from kit.config import LLM_MODEL, PIPELINE_MODEL
@@ -27,13 +27,21 @@ from kit.exceptions import InferenceError, ServerError
 DEFAULT_TIMEOUT_S = 300.0
 
 
+# Optional outputs a client may ask for with ``outputs=``; both the LLM and the pipeline have them.
+OPTIONAL_OUTPUTS = ("finish_reason", "num_input_tokens", "num_output_tokens", "logprobs")
+
+
 @dataclass(frozen=True)
 class Delta:
-    """One streamed piece of an answer."""
+    """One streamed piece of an answer, with the optional outputs the request asked for (else None)."""
 
     text: str
     blocked: bool = False
     censored: int = 0
+    finish_reason: str | None = None
+    num_input_tokens: int | None = None
+    num_output_tokens: int | None = None
+    logprobs: list | None = None  # per token: {token id: {"logprob", "rank", "decoded_token"}}
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,29 @@ class Result:
     chunks: int
     model: str
     deltas: tuple[str, ...] = field(default=(), repr=False)
+    finish_reason: str | None = None
+    """``stop`` or ``length`` (ask with ``outputs=["finish_reason"]``)."""
+    num_input_tokens: int | None = None
+    num_output_tokens: int | None = None
+    """Tokens of the prompt and of the answer (ask with ``outputs=[...]``)."""
+    logprobs: list | None = field(default=None, repr=False)
+    """One ``{token id: {logprob, rank, decoded_token}}`` per generated token (``outputs=["logprobs"]``
+    plus the sampling parameter ``logprobs``: how many alternatives per token)."""
+
+
+def _combine(deltas: list[Delta]) -> dict[str, Any]:
+    """A whole answer's optional outputs: the last finish reason and prompt count, summed tokens, all logprobs."""
+    out: dict[str, Any] = {}
+    for delta in deltas:
+        if delta.finish_reason is not None:
+            out["finish_reason"] = delta.finish_reason
+        if delta.num_input_tokens is not None:
+            out["num_input_tokens"] = delta.num_input_tokens
+        if delta.num_output_tokens is not None:
+            out["num_output_tokens"] = out.get("num_output_tokens", 0) + delta.num_output_tokens
+        if delta.logprobs is not None:
+            out["logprobs"] = out.get("logprobs", []) + delta.logprobs
+    return out
 
 
 def _is_pipeline(model: str) -> bool:
@@ -62,10 +93,19 @@ def request_inputs(
     max_tokens: int | None = None,
     sampling: Mapping[str, Any] | str | None = None,
     prompt_is_formatted: bool = False,
+    outputs: Iterable[str] = (),
 ) -> dict[str, Any]:
-    """The input tensors (name → Python value) for ``model``: the pipeline and the LLM differ."""
+    """The input tensors (name → Python value) for ``model``: the pipeline and the LLM differ.
+
+    ``outputs`` names optional outputs to ask for (:data:`OPTIONAL_OUTPUTS`); ``sampling`` may
+    carry any vLLM ``SamplingParams`` field, e.g. ``{"structured_outputs": {"json": schema}}``.
+    """
     params = json.loads(sampling) if isinstance(sampling, str) else dict(sampling or {})
     inputs: dict[str, Any] = {"text_input": prompt, "stream": stream}
+    for name in outputs:
+        if name not in OPTIONAL_OUTPUTS:
+            raise ValueError(f"unknown optional output {name!r}; choose from {', '.join(OPTIONAL_OUTPUTS)}")
+        inputs[f"return_{name}"] = True
     if _is_pipeline(model):
         if max_tokens is not None:
             inputs["max_tokens"] = max_tokens
@@ -115,11 +155,30 @@ def delta_from_result(result) -> Delta | None:
     blocked = result.as_numpy("input_blocked")
     censored = result.as_numpy("censored_words")
     raw = (t.encode("utf-8") if isinstance(t, str) else bytes(t) for t in text.reshape(-1))
+    optional = {name: result.as_numpy(name) for name in OPTIONAL_OUTPUTS}
     return Delta(
         text=b"".join(raw).decode("utf-8", errors="replace"),
         blocked=bool(blocked.reshape(-1)[0]) if blocked is not None else False,
         censored=int(censored.reshape(-1)[0]) if censored is not None else 0,
+        **_optional_values({k: v.reshape(-1)[0] for k, v in optional.items() if v is not None}),
     )
+
+
+def _optional_values(first: Mapping[str, Any]) -> dict[str, Any]:
+    """The optional outputs of one response (first element each, as sent) as Python values."""
+    def text(value) -> str:
+        return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+    out: dict[str, Any] = {}
+    if "finish_reason" in first:
+        reason = text(first["finish_reason"])
+        out["finish_reason"] = None if reason == "None" else reason
+    for name in ("num_input_tokens", "num_output_tokens"):
+        if name in first:
+            out[name] = int(first[name])
+    if "logprobs" in first:
+        out["logprobs"] = json.loads(text(first["logprobs"]))
+    return out
 
 
 FINAL_PARAMETER = "triton_final_response"
@@ -204,6 +263,7 @@ class Client:
             chunks=sum(1 for d in deltas if d.text),
             model=model,
             deltas=tuple(d.text for d in deltas),
+            **_combine(deltas),
         )
 
     # ------------------------------------------------------------------ gRPC
@@ -279,4 +339,5 @@ def _delta_from_json(event: Mapping[str, Any]) -> Delta:
         text=first(event.get("text_output"), ""),
         blocked=bool(first(event.get("input_blocked"), False)),
         censored=int(first(event.get("censored_words"), 0)),
+        **_optional_values({k: first(event[k], None) for k in OPTIONAL_OUTPUTS if k in event}),
     )

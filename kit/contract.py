@@ -79,6 +79,18 @@ class Contract:
                 lines.append(f"  ``{t.name}`` {t.dtype} [{dims}]{flag}: {t.description}")
         return "\n".join(lines)
 
+    def markdown(self) -> str:
+        """The inputs and outputs as Markdown tables (the README shows the pipeline's)."""
+        lines = []
+        for title, tensors in (("input", self.inputs), ("output", self.outputs)):
+            lines += [f"| {title} | type | |", "| --- | --- | --- |"]
+            for t in tensors:
+                dims = ", ".join(str(d) for d in t.dims)
+                flag = ", optional" if t.optional else ""
+                lines.append(f"| `{t.name}` | {t.wire_type} [{dims}]{flag} | {t.description} |")
+            lines.append("")
+        return "\n".join(lines).rstrip("\n") + "\n"
+
     def complete(self, auto_complete_model_config) -> None:
         """Add the tensors a ``config.pbtxt`` leaves out (Triton's ``auto_complete_config`` hook)."""
         config = auto_complete_model_config.as_dict()

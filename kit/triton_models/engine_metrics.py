@@ -110,8 +110,18 @@ class EngineMetrics:
         self.gauges: dict[str, int] = {}
         self.wake = threading.Event()
         self.stopped = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start reporting; call it once the model's ``initialize`` returned (e.g. on the first request).
+
+        With the flusher reporting the engine's start-up statistics while ``initialize`` was still
+        running, the model never finished loading on Triton 2.51: values recorded before
+        ``start`` wait for it.
+        """
         self.thread = threading.Thread(target=self._run, name="vllm-metrics", daemon=True)
         self.thread.start()
+        self.wake.set()
 
     def _reset(self) -> None:
         self.counts = dict.fromkeys(COUNTERS, 0)
@@ -175,7 +185,8 @@ class EngineMetrics:
         """Stop the flusher, report what is pending, then drop the metrics before their families."""
         self.stopped.set()
         self.wake.set()
-        self.thread.join(timeout=5)
+        if self.thread is not None:
+            self.thread.join(timeout=5)
         self.flush()
         close_metrics(self.metrics)
 

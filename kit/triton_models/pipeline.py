@@ -141,19 +141,20 @@ class LLMExtras:
     """The optional outputs of the LLM's responses since the pipeline last answered, merged.
 
     The streaming censor holds text back, so one pipeline response may stand for several LLM
-    responses: token counts add up, logprobs lists are joined, the prompt's token count and the
-    finish reason are the latest seen (None until the LLM's last response).
+    responses: token counts add up, logprobs lists are joined, the prompt's token count is the
+    latest seen, and the LLM's finish reason goes to the pipeline's final response.
     """
 
     def __init__(self, names: list[str]):
         self.names = names
         self.finish_reason = "None"
         self.num_input_tokens = 0
+        self.has_logprobs = False  # the LLM sends null when the request set no sampling `logprobs`
         self._reset()
 
     def _reset(self) -> None:
         self.num_output_tokens = 0
-        self.logprobs: list | None = None
+        self.logprobs: list | None = [] if self.has_logprobs else None
 
     def add(self, response) -> None:
         if not self.names:
@@ -172,12 +173,16 @@ class LLMExtras:
         if (raw := first("logprobs")) is not None:
             entries = json.loads(raw)
             if entries is not None:
+                self.has_logprobs = True
                 self.logprobs = (self.logprobs or []) + entries
 
-    def take(self) -> dict:
-        """The values for the next pipeline response (name → value), then start counting afresh."""
+    def take(self, final: bool = False) -> dict:
+        """The values for the next pipeline response (name → value), then start counting afresh.
+
+        The finish reason goes only to the ``final`` response (the others say None, like the LLM's).
+        """
         values = {
-            "finish_reason": self.finish_reason,
+            "finish_reason": self.finish_reason if final else "None",
             "num_input_tokens": self.num_input_tokens,
             "num_output_tokens": self.num_output_tokens,
             "logprobs": json.dumps(self.logprobs),
@@ -369,9 +374,10 @@ class TritonPythonModel:
         total = censor.censored if censor else 0
         self.metrics.add("censored", total)
         if req.stream:
-            sender.send(self._respond(tail, False, total - reported, pending.take()), flags=tensors.FINAL)
+            sender.send(self._respond(tail, False, total - reported, pending.take(final=True)), flags=tensors.FINAL)
         else:
-            sender.send(self._respond("".join(collected) + tail, False, total, pending.take()), flags=tensors.FINAL)
+            sender.send(self._respond("".join(collected) + tail, False, total, pending.take(final=True)),
+                        flags=tensors.FINAL)
 
     def finalize(self):
         self.watcher.close()

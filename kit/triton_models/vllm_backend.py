@@ -207,6 +207,8 @@ class TritonPythonModel:
 
     # ------------------------------------------------------------------ requests
     def execute(self, requests):
+        if self.metrics is not None and self.metrics.thread is None:
+            self.metrics.start()  # only now: the model is loaded (see EngineMetrics.start)
         if self.health_check and not self._check_health():
             for request in requests:
                 tensors.send_error(request.get_response_sender(), "Model is unavailable due to unhealthy vLLM engine",

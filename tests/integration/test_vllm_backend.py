@@ -109,7 +109,7 @@ def test_engine_metrics_are_exported_as_nvidia_names_them(server):
     import time
 
     before = server.metric("vllm:e2e_request_latency_seconds_count", model=LLM_MODEL)
-    server.client(LLM_MODEL).generate("metrics", sampling={**GREEDY, "n": 2})
+    server.client(LLM_MODEL).generate("metrics", sampling={**GREEDY, "n": 2, "temperature": 1.0, "seed": 1})
     deadline = time.monotonic() + 10
     while server.metric("vllm:e2e_request_latency_seconds_count", model=LLM_MODEL) <= before:
         assert time.monotonic() < deadline, "engine metrics were not flushed within 10 s"
@@ -252,3 +252,94 @@ def test_health_checked_model_serves_while_the_engine_is_healthy(server, sample_
     for _ in range(2):
         assert server.client(sample_model).generate("healthy?", sampling=GREEDY).text
     assert server.ready()
+
+
+# ---------------------------------------------------------------- NVIDIA's additional outputs, n > 1, vLLM's errors
+def stream_results(server, model, values, parameters=None):
+    """Every (result, error) of one gRPC stream request, in order."""
+    import tritonclient.grpc as grpcclient
+
+    from kit.client import grpc_inputs
+
+    client = grpcclient.InferenceServerClient(server.grpc_url.removeprefix("grpc://"))
+    answers = []
+    client.start_stream(callback=lambda result, error: answers.append((result, error)))
+    client.async_stream_infer(model, grpc_inputs(values, model), parameters=parameters)
+    client.stop_stream()
+    client.close()
+    return answers
+
+
+ALL_EXTRAS = {f"return_{name}": True for name in
+              ("finish_reason", "cumulative_logprob", "logprobs", "num_input_tokens", "num_output_tokens")}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_additional_outputs_have_nvidias_types_and_add_up(server, stream):
+    """cumulative_logprob FP32, logprobs JSON, num_input_tokens UINT32: one entry per token, rank-1 tokens = text."""
+    params = {**GREEDY, "max_tokens": 8, "logprobs": 2}
+    answers = stream_results(server, LLM_MODEL, {"text_input": "Count tokens", "stream": stream,
+                                                 "exclude_input_in_output": True,
+                                                 "sampling_parameters": json.dumps(params), **ALL_EXTRAS})
+    assert all(error is None for _, error in answers)
+    results = [r for r, _ in answers if r.as_numpy("text_output") is not None]
+    assert len(results) > 1 if stream else len(results) == 1
+    tokens = entries = 0
+    for result in results:
+        assert result.as_numpy("cumulative_logprob").dtype.name == "float32"
+        assert result.as_numpy("num_input_tokens").dtype.name == "uint32"
+        count = int(result.as_numpy("num_output_tokens")[0])
+        logprobs = json.loads(result.as_numpy("logprobs")[0])
+        assert len(logprobs) == count and all(1 <= len(d) <= 3 for d in logprobs)
+        tokens, entries = tokens + count, entries + len(logprobs)
+    assert tokens == entries == params["max_tokens"]
+    assert int(results[-1].as_numpy("num_input_tokens")[0]) > 0
+    assert results[-1].as_numpy("finish_reason")[0] == b"length"
+    assert float(results[-1].as_numpy("cumulative_logprob")[0]) < 0
+
+
+def test_streaming_n_sequences_arrive_positionally(server):
+    """With n = 3 every streamed response carries 3 sequences in order; each adds up to its own answer."""
+    params = {"temperature": 1.0, "seed": 7, "max_tokens": 12, "ignore_eos": True, "n": 3}
+    answers = stream_results(server, LLM_MODEL, {"text_input": "Three ways", "stream": True,
+                                                 "exclude_input_in_output": True, "return_num_output_tokens": True,
+                                                 "sampling_parameters": json.dumps(params)})
+    results = [r for r, e in answers if e is None and r.as_numpy("text_output") is not None]
+    assert results and all(r.as_numpy("text_output").shape == (3,) for r in results)
+    totals = [sum(int(r.as_numpy("num_output_tokens")[i]) for r in results) for i in range(3)]
+    assert totals == [12, 12, 12]
+    texts = ["".join(r.as_numpy("text_output")[i].decode("utf-8", "replace") for r in results) for i in range(3)]
+    assert len(set(texts)) > 1  # three samples, not one sequence repeated
+
+
+def test_pipeline_forwards_token_counts_and_finish_reason(server):
+    """llama_bls_ensemble's optional outputs: num_input_tokens, num_output_tokens adding up, finish_reason last."""
+    flags = {"return_finish_reason": True, "return_num_input_tokens": True, "return_num_output_tokens": True}
+    answers = stream_results(server, PIPELINE_MODEL, {"text_input": "Tell me a story", "stream": True,
+                                                      "max_tokens": 10, "sampling_parameters": json.dumps(GREEDY),
+                                                      **flags})
+    results = [r for r, e in answers if e is None and r.as_numpy("text_output") is not None]
+    assert sum(int(r.as_numpy("num_output_tokens")[0]) for r in results) == 10
+    assert int(results[-1].as_numpy("num_input_tokens")[0]) > 0
+    assert results[-1].as_numpy("finish_reason")[0] == b"length"
+    assert all(r.as_numpy("finish_reason")[0] == b"None" for r in results[:-1])
+
+
+def test_pipeline_refuses_logprobs_while_its_censor_is_on(server):
+    """Logprobs would reveal censored words, so the guarded pipeline refuses them with a clear error."""
+    answers = stream_results(server, PIPELINE_MODEL, {"text_input": "hi", "return_logprobs": True,
+                                                      "sampling_parameters": json.dumps({"logprobs": 1})})
+    assert "censor" in answers[-1][1].message()
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"text_input": "word " * 3000}, "vLLM rejected the request"),
+    ({"text_input": "hi", "sampling_parameters": json.dumps({"allowed_token_ids": [10**6]})}, "allowed_token_ids"),
+])
+def test_requests_vllm_rejects_are_invalid_arg_with_its_message(server, values, message):
+    """A prompt over the context or out-of-vocabulary token ids: vLLM's message as a 400, not a 500."""
+    client = Client(server.grpc_url, server.http_url, model=LLM_MODEL, protocol="http")
+    with pytest.raises(InferenceError, match=message) as info:
+        client.generate(values["text_input"], sampling=json.loads(values.get("sampling_parameters", "{}")))
+    assert info.value.status == "400"
+    assert server.client(LLM_MODEL).generate("still serving", sampling=GREEDY).text

@@ -79,3 +79,10 @@ def test_names_shared_between_models_have_one_type():
     for model in (contract.LLM, contract.POSTPROCESS, contract.PIPELINE):
         for tensor in model.inputs + model.outputs:
             assert seen.setdefault(tensor.name, tensor.dtype) == tensor.dtype, tensor.name
+
+
+def test_the_readme_shows_the_pipelines_tables_as_declared():
+    """README's pipeline tables are the contract's rendering, so the docs cannot drift from config.pbtxt."""
+    from kit.models import project_root
+
+    assert contract.PIPELINE.markdown() in (project_root() / "README.md").read_text()

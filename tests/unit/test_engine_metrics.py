@@ -74,6 +74,9 @@ def test_one_step_becomes_counters_histograms_and_gauges(engine_metrics):
     metrics = engine_metrics.EngineMetrics({"model": "m"}, max_model_len=2048)
     metrics.record(SimpleNamespace(num_running_reqs=3, num_waiting_reqs=1), iteration())
     made = FakeFamily.made
+    time.sleep(0.1)
+    assert made["vllm:prompt_tokens_total"].calls == []  # nothing reaches Triton before start()
+    metrics.start()
     wait_for(lambda: made["vllm:e2e_request_latency_seconds"].calls)
     assert made["vllm:prompt_tokens_total"].calls == [("increment", 6)]
     assert made["vllm:generation_tokens_total"].calls == [("increment", 3)]
@@ -100,6 +103,7 @@ def test_flushes_do_not_repeat_and_close_reports_what_is_pending(engine_metrics)
     """A flush hands each value over once; close() flushes the rest, then drops the metrics."""
     metrics = engine_metrics.EngineMetrics({"model": "m"}, max_model_len=2048)
     counter = FakeFamily.made["vllm:prompt_tokens_total"]
+    metrics.start()
     metrics.record(None, iteration())
     wait_for(lambda: counter.calls)
     metrics.flush()
