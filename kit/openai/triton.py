@@ -18,11 +18,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Mapping
 
-from kit.client import FINAL_PARAMETER, delta_from_result, grpc_inputs
+from kit.client import OPTIONAL_OUTPUTS, delta_from_result, grpc_inputs, is_final
 from kit.config import LLM_MODEL, PIPELINE_MODEL
 
 EMPTY_FINAL_PARAMETER = "triton_enable_empty_final_response"
-EXTRA_OUTPUTS = ("finish_reason", "num_input_tokens", "num_output_tokens", "logprobs")
 UNAVAILABLE_HINTS = ("unavailable", "not ready", "not healthy", "unknown model", "is not found",
                      "failed to connect", "connection refused", "stub process")
 
@@ -73,42 +72,17 @@ class ModelInfo:
     outputs: frozenset[str]
 
 
-def _first(array):
-    return None if array is None or array.size == 0 else array.reshape(-1)[0]
-
-
-def _text(value) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else str(value)
-
-
 def piece_from_result(result, top: int | None = None) -> Piece:
     """A :class:`Piece` from a gRPC ``InferResult`` (outputs the model did not send stay None).
 
     ``top``: how many alternatives each logprobs entry keeps (the request's ``top_logprobs``).
     """
     delta = delta_from_result(result)
-    reason = _first(result.as_numpy("finish_reason"))
-    reason = _text(reason) if reason is not None else None
-    if reason in ("", "None"):
-        reason = None
-    inputs = _first(result.as_numpy("num_input_tokens"))
-    outputs = result.as_numpy("num_output_tokens")
-    logprobs = _first(result.as_numpy("logprobs"))
-    entries: tuple = ()
-    if logprobs is not None:
-        decoded = json.loads(_text(logprobs) or "null")
-        entries = tuple(logprob_entries(decoded, top))
-    params = result.get_response().parameters
-    return Piece(
-        text=delta.text if delta else "",
-        blocked=delta.blocked if delta else False,
-        censored=delta.censored if delta else 0,
-        finish_reason=reason,
-        input_tokens=int(inputs) if inputs is not None else None,
-        output_tokens=int(outputs.reshape(-1).sum()) if outputs is not None and outputs.size else None,
-        logprobs=entries,
-        final=FINAL_PARAMETER in params and params[FINAL_PARAMETER].bool_param,
-    )
+    if delta is None:  # the empty final response
+        return Piece(final=is_final(result))
+    return Piece(text=delta.text, blocked=delta.blocked, censored=delta.censored, finish_reason=delta.finish_reason,
+                 input_tokens=delta.num_input_tokens, output_tokens=delta.num_output_tokens,
+                 logprobs=tuple(logprob_entries(delta.logprobs, top)), final=is_final(result))
 
 
 def logprob_entries(decoded, top: int | None = None) -> list[dict[str, Any]]:
@@ -198,7 +172,7 @@ class TritonModels:
             values["exclude_input_in_output"] = True
         else:
             values["prompt_is_formatted"] = True  # the service applied the chat template already
-        for name in EXTRA_OUTPUTS:
+        for name in OPTIONAL_OUTPUTS:
             if f"return_{name}" in info.inputs and (name != "logprobs" or "logprobs" in params):
                 values[f"return_{name}"] = True
         return values
@@ -209,11 +183,11 @@ class TritonModels:
         from tritonclient.utils import InferenceServerException
 
         info = await self.info(model)
-        outputs = [name for name in ("text_output", "input_blocked", "censored_words", *EXTRA_OUTPUTS)
+        outputs = [name for name in ("text_output", "input_blocked", "censored_words", *OPTIONAL_OUTPUTS)
                    if name in info.outputs]
         import tritonclient.grpc as grpcclient
 
-        request = {"model_name": model, "inputs": grpc_inputs(self.inputs(model, info, prompt, params)),
+        request = {"model_name": model, "inputs": grpc_inputs(self.inputs(model, info, prompt, params), model),
                    "outputs": [grpcclient.InferRequestedOutput(name) for name in outputs],
                    "request_id": uuid.uuid4().hex, "parameters": {EMPTY_FINAL_PARAMETER: True}}
 
