@@ -56,7 +56,8 @@ def _serve(args) -> int:
         from kit.openai.service import OpenAIService
 
         try:
-            api = OpenAIService(server.endpoints.grpc_url, host=args.host, port=args.openai_port).start()
+            api = OpenAIService(server.endpoints.grpc_url, host=args.host, port=args.openai_port,
+                                workers=args.openai_workers).start()
         except BaseException:
             server.stop()
             raise
@@ -202,6 +203,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--openai", action="store_true",
                    help="also serve the OpenAI-compatible API (/v1/chat/completions, ...) beside Triton")
     s.add_argument("--openai-port", type=int, default=9000, help="port of the OpenAI API (default 9000)")
+    s.add_argument("--openai-workers", type=int, default=1, help="processes of the OpenAI API (default 1)")
     s.set_defaults(func=_serve)
 
     s = sub.add_parser("status", help="is the detached server ready? which model is not, and why")

@@ -543,7 +543,8 @@ def restart_detached(timeout: float = READY_TIMEOUT_S) -> Server:
     if state.get("openai_url"):  # the OpenAI service too, on its port
         from kit.openai.service import OpenAIService
 
-        api = OpenAIService(server.endpoints.grpc_url, port=port(state["openai_url"].removesuffix("/v1"))).start()
+        api = OpenAIService(server.endpoints.grpc_url, port=port(state["openai_url"].removesuffix("/v1")),
+                            workers=state.get("openai_workers", 1)).start()
         extra = api.record()
         api.process = None
     write_state(server, extra=extra)

@@ -90,7 +90,7 @@ class Backend:
 # --------------------------------------------------------------------------- one job
 
 
-def _finish(choice: Choice, piece: Piece, job: Job, formatter) -> None:
+def _finish(choice: Choice, job: Job, formatter) -> None:
     """Close a choice: its finish reason and token counts, from the model where it reports them."""
     text = "".join(choice.text)
     if not choice.completion_tokens and text and not choice.blocked:
@@ -100,9 +100,7 @@ def _finish(choice: Choice, piece: Piece, job: Job, formatter) -> None:
     if choice.blocked:
         choice.finish_reason = "content_filter"
         choice.completion_tokens = 0
-    elif piece.finish_reason in ("stop", "length"):
-        choice.finish_reason = piece.finish_reason
-    else:  # the model does not report why it stopped: infer it from the budget
+    elif choice.finish_reason not in ("stop", "length"):  # not reported: infer it from the budget
         choice.finish_reason = "length" if choice.completion_tokens >= job.max_tokens else "stop"
 
 
@@ -134,7 +132,7 @@ async def pieces(backend: Backend, job: Job) -> AsyncIterator[tuple[Choice, Piec
                                                      job.choice_sampling(choice.index)):
                 _absorb(choice, piece)
                 if piece.final:
-                    _finish(choice, piece, job, formatter)
+                    _finish(choice, job, formatter)
                 await queue.put((choice, piece))
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises
             await queue.put((choice, exc))

@@ -331,12 +331,14 @@ def chat_logprobs(entries: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def completion_logprobs(entries: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The legacy completions shape: parallel lists of tokens, logprobs and top-logprob maps."""
+    """The legacy completions shape: parallel lists of tokens, logprobs, top-logprob maps and text offsets."""
+    tokens = [e["token"] for e in entries]
+    offsets = [sum(len(t) for t in tokens[:i]) for i in range(len(tokens))]
     return {
-        "tokens": [e["token"] for e in entries],
+        "tokens": tokens,
         "token_logprobs": [e["logprob"] for e in entries],
         "top_logprobs": [{t["token"]: t["logprob"] for t in e.get("top_logprobs", [])} for e in entries],
-        "text_offset": [],
+        "text_offset": offsets,
     }
 
 

@@ -32,7 +32,7 @@ class OpenAIService:
 
     def __init__(self, grpc_url: str, *, host: str = "127.0.0.1", port: int | None = None,
                  log_file: Path | str | None = None, env: Mapping[str, str] | None = None,
-                 tokenizer: str | None = None):
+                 tokenizer: str | None = None, workers: int = 1):
         from kit.server import free_port, kit_dir
 
         self.grpc_url = grpc_url
@@ -42,6 +42,7 @@ class OpenAIService:
         self.log_file = Path(log_file) if log_file else kit_dir() / "logs" / f"openai-{stamp}-{os.getpid()}.log"
         self.extra_env = dict(env or {})
         self.tokenizer = tokenizer
+        self.workers = workers
         self.process: subprocess.Popen | None = None
 
     @property
@@ -56,7 +57,7 @@ class OpenAIService:
 
     def command(self) -> list[str]:
         cmd = [sys.executable, "-m", "kit.openai", "--grpc-url", self.grpc_url, "--host", self.host,
-               "--port", str(self.port)]
+               "--port", str(self.port), "--workers", str(self.workers)]
         return cmd + (["--tokenizer", self.tokenizer] if self.tokenizer else [])
 
     def start(self, timeout: float = READY_TIMEOUT_S) -> "OpenAIService":
@@ -115,7 +116,8 @@ class OpenAIService:
 
     def record(self) -> dict:
         """What ``.kit/server.json`` keeps of a detached service."""
-        return {"openai_pid": self.pid, "openai_url": self.url, "openai_log": str(self.log_file)}
+        return {"openai_pid": self.pid, "openai_url": self.url, "openai_workers": self.workers,
+                "openai_log": str(self.log_file)}
 
     def __enter__(self) -> "OpenAIService":
         if self.process is None:

@@ -272,6 +272,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "--max-tokens (default 32), --requests, --out")
     parser.add_argument("--input-len", type=_positive, default=64,
                         help="prompt tokens per request with --vs-vllm-serve (default 64)")
+    parser.add_argument("--openai-workers", type=_positive, default=1,
+                        help="processes of the kit's OpenAI API with --vs-vllm-serve (default 1; e.g. 4 on a GPU "
+                             "serving hundreds of streams)")
     parser.add_argument("--streams-per-process", type=int, default=0,
                         help="one client process per this many streams (default 0: one process; a GPU serving "
                              "hundreds of streams outruns one Python client, use e.g. 32)")

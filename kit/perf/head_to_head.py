@@ -346,6 +346,10 @@ def main(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     params = kit_params.load(args.params)
+    state = srv.read_state()
+    if params.get("profile") == "gpu" and state and srv.pid_alive(state.get("pid")):
+        raise ServerError("a detached server holds the GPU: stop it (`python -m kit stop`), so that vllm serve and "
+                          "then the kit's own server each get the whole GPU")
     repo = cli.ensure_repository(params)
     engine_json = engine_json_of(repo)
     workload = Workload(
@@ -364,7 +368,6 @@ def main(args: argparse.Namespace) -> int:
             results += run_bench("vllm-serve", vllm.base_url, workload, out, log)
         finally:
             vllm.stop()
-        state = srv.read_state()
         server = None
         if state and srv.status(state).get("ready") and Path(state["repository"]).resolve() == Path(repo).resolve():
             grpc_url = state["grpc_url"]
@@ -374,7 +377,7 @@ def main(args: argparse.Namespace) -> int:
             server = srv.Server(repo).start()
             grpc_url = server.endpoints.grpc_url
         try:
-            with OpenAIService(grpc_url) as api:  # with the key of .env or the environment, if one is set
+            with OpenAIService(grpc_url, workers=args.openai_workers) as api:  # key: .env or the environment
                 key = read_secret(API_KEY_VARIABLES)
                 for target in ("kit-llm", "kit-pipeline"):
                     results += run_bench(target, api.base_url, workload, out, log, api_key=key)
