@@ -20,18 +20,18 @@ from typing import Any, AsyncIterator, Mapping
 
 from kit.client import OPTIONAL_OUTPUTS, delta_from_result, grpc_inputs, is_final
 from kit.config import LLM_MODEL, PIPELINE_MODEL
+from kit.openai.protocol import APIError
 
 EMPTY_FINAL_PARAMETER = "triton_enable_empty_final_response"
 UNAVAILABLE_HINTS = ("unavailable", "not ready", "not healthy", "unknown model", "is not found",
                      "failed to connect", "connection refused", "stub process")
 
 
-class TritonError(Exception):
+class TritonError(APIError):
     """Triton refused or failed a request; ``status`` is the HTTP status it stands for."""
 
     def __init__(self, message: str, status: int):
-        super().__init__(message)
-        self.status = status
+        super().__init__(status, message)
 
 
 def status_for(message: str) -> int:
