@@ -334,19 +334,20 @@ class TritonPythonModel:
             self.llm_streams.pop(request_id, None)
             raise
         self.llm_streams[request_id] = responses
+        failure = None  # (message, code) of the LLM's error response, the stream's last
         try:
             for response in responses:
-                if response.has_error():  # an error response is the stream's last
+                if response.has_error():
                     code = response.error().code()
                     if code == pb_utils.TritonError.CANCELLED:
-                        tensors.send_error(sender, "request cancelled", code)
-                        return
+                        failure = ("request cancelled", code)
+                        break
                     message = f"{self.llm_model}: {response.error().message()}"
                     if code != pb_utils.TritonError.INVALID_ARG:
                         pb_utils.Logger.log_error(f"{self.name}: {message}")  # e.g. a dead stub, for `kit status`
                     self.metrics.add("errors")
-                    tensors.send_error(sender, message)
-                    return
+                    failure = (message, None)
+                    break
                 out = pb_utils.get_output_tensor_by_name(response, "text_output")
                 if out is None:
                     continue  # the empty final response of a decoupled stream
@@ -365,11 +366,14 @@ class TritonPythonModel:
         except BaseException:
             self._cancel(responses, request_id)
             raise
-        finally:
+        finally:  # unwatched before any final send (see CancelWatcher)
             self.watcher.unwatch(request_id)
             self.llm_streams.pop(request_id, None)
             self.keeper.keep(responses)
             self.metrics.add("guard_us", guard_s * 1e6)
+        if failure is not None:
+            tensors.send_error(sender, *failure)
+            return
         tail = censor.close() if censor else ""
         total = censor.censored if censor else 0
         self.metrics.add("censored", total)

@@ -134,7 +134,11 @@ class CancelWatcher:
     """Calls ``on_cancel(key)`` once for each watched request whose ``is_cancelled()`` turns true.
 
     ``is_cancelled`` is the response sender's method (a round trip to the server); it is called
-    from the watcher's thread only, every :data:`CANCEL_CHECK_S` per request.
+    from the watcher's thread only, every :data:`CANCEL_CHECK_S` per request, and never for a key
+    after :meth:`unwatch` returned: the server frees a request's state once its final response is
+    sent, so a request must be unwatched *before* its final send (asking about a finished request
+    crashed tritonserver with SIGSEGV at 64 streams on an H200). :meth:`unwatch` waits for a check
+    of that key in progress (at most one round trip).
     """
 
     def __init__(self, on_cancel: Callable[[Hashable], None], *, interval_s: float = CANCEL_CHECK_S,
@@ -152,6 +156,7 @@ class CancelWatcher:
             self._watched[key] = is_cancelled
 
     def unwatch(self, key: Hashable) -> None:
+        """Stop watching ``key``; once this returns, ``is_cancelled`` of ``key`` is not called again."""
         with self._lock:
             self._watched.pop(key, None)
 
@@ -161,19 +166,22 @@ class CancelWatcher:
     def check(self) -> list[Hashable]:
         """One pass over the watched requests; returns (and stops watching) the cancelled ones."""
         with self._lock:
-            watched = list(self._watched.items())
+            keys = list(self._watched)
         cancelled = []
-        for key, is_cancelled in watched:
-            try:
-                if not is_cancelled():
-                    continue
-            except Exception:  # noqa: BLE001 - a sender already closed: nothing left to cancel
-                continue
-            with self._lock:
-                if self._watched.pop(key, None) is None:
+        for key in keys:
+            with self._lock:  # held across the round trip: unwatch() waits for it
+                is_cancelled = self._watched.get(key)
+                if is_cancelled is None:
                     continue  # finished meanwhile
-            cancelled.append(key)
-            self._on_cancel(key)
+                try:
+                    hit = bool(is_cancelled())
+                except Exception:  # noqa: BLE001 - a sender already closed: nothing left to cancel
+                    hit = False
+                if hit:
+                    del self._watched[key]
+            if hit:
+                cancelled.append(key)
+                self._on_cancel(key)
         return cancelled
 
     def _run(self) -> None:
