@@ -96,3 +96,19 @@ def test_a_failed_health_check_unloads_the_model_once(backend):
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
     assert len(calls) == 2 and backend.pb_utils.unloaded == ["m"]
+
+
+def test_unloading_waits_for_the_requests_in_flight(backend, monkeypatch):
+    """finalize() shuts the engine down only once the last job in flight has been answered."""
+    monkeypatch.setattr(backend.time, "sleep", lambda s: model.jobs.pop("a", None))  # answered while we wait
+    order = []
+    model = backend.TritonPythonModel()
+    model.jobs = {"a": object()}
+    model.logger = SimpleNamespace(log_info=lambda m: order.append("waiting" if "waiting" in m else "info"))
+    model.watcher = model.pump = SimpleNamespace(close=lambda: None)
+    model.engine = SimpleNamespace(shutdown=lambda: order.append(f"shutdown with {len(model.jobs)} jobs"))
+    model.metrics = None
+    model.loop = SimpleNamespace(call_soon_threadsafe=lambda f: None, stop=None)
+    model.thread = SimpleNamespace(join=lambda timeout: None)
+    model.finalize()
+    assert order == ["waiting", "info", "shutdown with 0 jobs"]
