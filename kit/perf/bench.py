@@ -270,8 +270,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "same model and engine arguments, measured by `vllm bench serve` (see "
                              "kit/perf/head_to_head.py); uses --params, --concurrency (default 1,4,16), "
                              "--max-tokens (default 32), --requests, --out")
-    parser.add_argument("--input-len", type=_positive, default=64,
-                        help="prompt tokens per request with --vs-vllm-serve (default 64)")
     parser.add_argument("--openai-workers", type=_positive, default=1,
                         help="processes of the kit's OpenAI API with --vs-vllm-serve (default 1; e.g. 4 on a GPU "
                              "serving hundreds of streams)")

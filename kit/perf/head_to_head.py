@@ -1,8 +1,11 @@
 """``python -m kit bench --vs-vllm-serve``: the kit against plain ``vllm serve``, measured by vLLM's own client.
 
-Three targets, the same requests, one run, one client — ``vllm bench serve`` (random
-prompts of ``input_len`` tokens, exactly ``output_len`` tokens out with ``ignore_eos``,
-streamed chat completions, ``max_concurrency`` requests in flight):
+Three targets, the same requests, one run, one client — ``vllm bench serve`` (its ``custom``
+dataset: the kit's realistic user questions, :func:`kit.perf.load.raw_prompts`, written to
+``prompts.jsonl``; exactly ``output_len`` tokens out with ``ignore_eos``; streamed chat
+completions, ``max_concurrency`` requests in flight). Not vLLM's ``random`` dataset: random
+token strings of a small vocabulary spell banned words often enough that the guard refuses a
+quarter of them, and a refusal is no generation.
 
 * ``vllm-serve``   — vLLM's OpenAI server on the same model folder and engine arguments as
   the kit's ``llama3-8b-instruct`` (read from the built repository's ``1/model.json``);
@@ -38,7 +41,6 @@ from kit.exceptions import ServerError
 TARGETS = {"vllm-serve": LLM_MODEL, "kit-llm": LLM_MODEL, "kit-pipeline": PIPELINE_MODEL}
 BASELINE = "vllm-serve"
 DEFAULT_CONCURRENCY = (1, 4, 16)
-DEFAULT_INPUT_LEN = 64
 DEFAULT_OUTPUT_LEN = 32
 PERCENTILES = (50, 90, 99)
 VLLM_SERVE_READY_S = 1800.0  # first start on a GPU compiles and captures CUDA graphs
@@ -56,6 +58,7 @@ class ServeResult:
     completed: int
     failed: int
     duration_s: float
+    output_tokens: int
     output_tokens_per_s: float
     requests_per_s: float
     ttft_p50_ms: float
@@ -75,6 +78,7 @@ class ServeResult:
 
         return cls(target=target, concurrency=concurrency, completed=int(data.get("completed", 0)),
                    failed=int(data.get("failed", 0) or 0), duration_s=get("duration"),
+                   output_tokens=int(data.get("total_output_tokens", 0) or 0),
                    output_tokens_per_s=get("output_throughput"), requests_per_s=get("request_throughput"),
                    ttft_p50_ms=get("p50_ttft_ms"), ttft_p90_ms=get("p90_ttft_ms"), ttft_p99_ms=get("p99_ttft_ms"),
                    itl_p50_ms=get("p50_itl_ms"), itl_p90_ms=get("p90_itl_ms"), itl_p99_ms=get("p99_itl_ms"),
@@ -233,8 +237,8 @@ class Workload:
     """What ``vllm bench serve`` sends at every level."""
 
     tokenizer: str
+    prompts_file: str
     concurrency: tuple[int, ...] = DEFAULT_CONCURRENCY
-    input_len: int = DEFAULT_INPUT_LEN
     output_len: int = DEFAULT_OUTPUT_LEN
     prompts_per_level: int | None = None  # default max(16, 4 × concurrency)
     seed: int = 0
@@ -245,11 +249,12 @@ class Workload:
 
 def bench_command(base_url: str, model: str, workload: Workload, concurrency: int, result_dir: Path,
                   result_file: str, api_key: str | None = None) -> list[str]:
-    """One ``vllm bench serve`` run: streamed chat completions, random prompts, fixed output length."""
+    """One ``vllm bench serve`` run: streamed chat completions of the workload's prompts, fixed output length."""
     cmd = vllm_command(
         "bench", "serve", "--backend", "openai-chat", "--base-url", base_url, "--endpoint", "/v1/chat/completions",
-        "--model", model, "--tokenizer", workload.tokenizer, "--dataset-name", "random",
-        "--input-len", str(workload.input_len), "--output-len", str(workload.output_len), "--ignore-eos",
+        "--model", model, "--tokenizer", workload.tokenizer, "--dataset-name", "custom",
+        "--dataset-path", workload.prompts_file, "--skip-chat-template",  # the servers apply the chat template
+        "--custom-output-len", str(workload.output_len), "--ignore-eos",
         "--num-prompts", str(workload.prompts(concurrency)), "--max-concurrency", str(concurrency),
         "--request-rate", "inf", "--seed", str(workload.seed), "--num-warmups", str(min(concurrency, 4)),
         "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", ",".join(map(str, PERCENTILES)),
@@ -279,6 +284,14 @@ def run_bench(target: str, base_url: str, workload: Workload, out: Path, log, ap
 
 
 # --------------------------------------------------------------------------- the command
+
+
+def write_prompts(path: Path, n: int) -> Path:
+    """``n`` of the kit's realistic user questions as ``vllm bench serve``'s custom dataset (JSON lines)."""
+    from kit.perf.load import raw_prompts
+
+    path.write_text("".join(json.dumps({"prompt": q}) + "\n" for q in raw_prompts(n)))
+    return path
 
 
 def engine_json_of(repository: Path) -> dict[str, Any]:
@@ -320,7 +333,17 @@ def load(path: Path | str) -> tuple[list[ServeResult], list[Ratio]]:
     return results, ratios(results)
 
 
-def print_report(results: Sequence[ServeResult]) -> None:
+def miscounted(results: Sequence[ServeResult], output_len: int) -> list[ServeResult]:
+    """Results whose reported output tokens are not ``completed × output_len``.
+
+    Every request asks for exactly ``output_len`` tokens with ``ignore_eos``, and ``vllm bench
+    serve`` takes each answer's count from its ``usage``: any other total means a server
+    reported usage that is not the engine's count, and its tokens/s cannot be compared.
+    """
+    return [r for r in results if r.output_tokens != r.completed * output_len]
+
+
+def print_report(results: Sequence[ServeResult], output_len: int) -> None:
     header = f"{'target':13} {'conc':>4} {'done':>5} {'out tok/s':>10} {'TTFT p50':>9} {'TTFT p99':>9} " \
              f"{'ITL p50':>8} {'ITL p99':>8}"
     print(header)
@@ -329,6 +352,9 @@ def print_report(results: Sequence[ServeResult]) -> None:
               f"{r.ttft_p50_ms:>9.1f} {r.ttft_p99_ms:>9.1f} {r.itl_p50_ms:>8.2f} {r.itl_p99_ms:>8.2f}")
     found = ratios(results)
     print()
+    for r in miscounted(results, output_len):
+        print(f"WARNING: {r.target} at concurrency {r.concurrency} reported {r.output_tokens} output tokens for "
+              f"{r.completed} × {output_len}: its usage is not the engine's count")
     for goal in goals(found):
         print(f"goal {'met' if goal.met else 'MISSED'}: {goal.goal} — {goal.detail}")
     for ratio in found:
@@ -352,13 +378,13 @@ def main(args: argparse.Namespace) -> int:
                           "then the kit's own server each get the whole GPU")
     repo = cli.ensure_repository(params)
     engine_json = engine_json_of(repo)
-    workload = Workload(
-        tokenizer=str(engine_json.get("tokenizer") or engine_json["model"]),
-        concurrency=tuple(args.concurrency or DEFAULT_CONCURRENCY),
-        input_len=args.input_len, output_len=args.max_tokens or DEFAULT_OUTPUT_LEN,
-        prompts_per_level=args.requests)
     out = Path(args.out) if args.out else project_root() / "reports" / "head_to_head" / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
+    workload = Workload(
+        tokenizer=str(engine_json.get("tokenizer") or engine_json["model"]), prompts_file=str(out / "prompts.jsonl"),
+        concurrency=tuple(args.concurrency or DEFAULT_CONCURRENCY), output_len=args.max_tokens or DEFAULT_OUTPUT_LEN,
+        prompts_per_level=args.requests)
+    write_prompts(Path(workload.prompts_file), max(workload.prompts(c) for c in workload.concurrency) + 8)
     results: list[ServeResult] = []
     with open(out / "vllm-bench-serve.log", "ab") as log:
         print(f"vllm serve on {engine_json['model']} (engine arguments of {repo}/{LLM_MODEL}/1/model.json)",
@@ -385,10 +411,11 @@ def main(args: argparse.Namespace) -> int:
             if server is not None:
                 server.stop()
     settings = {**dataclasses.asdict(workload), "tokenizer": _shown(workload.tokenizer),
+                "prompts_file": _shown(workload.prompts_file),
                 "engine_args": {**engine_json, "model": _shown(engine_json["model"])}, "repository": _shown(repo),
                 "seconds": round(time.monotonic() - started, 1)}
     path = save(results, out, settings)
     print()
-    print_report(results)
+    print_report(results, workload.output_len)
     print(f"results in {path}")
-    return 0 if all(r.failed == 0 for r in results) else 1
+    return 0 if all(r.failed == 0 for r in results) and not miscounted(results, workload.output_len) else 1

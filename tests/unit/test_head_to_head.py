@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 from kit.perf import head_to_head as h2h
@@ -9,7 +10,7 @@ from kit.perf.head_to_head import ServeResult, Workload
 
 
 def _result(target, concurrency, tok_s, ttft, itl=5.0, failed=0):
-    return ServeResult(target, concurrency, 16, failed, 1.0, tok_s, 1.0, ttft, ttft, ttft, itl, itl, itl, itl)
+    return ServeResult(target, concurrency, 16, failed, 1.0, 16 * 32, tok_s, 1.0, ttft, ttft, ttft, itl, itl, itl, itl)
 
 
 def test_engine_flags_mirror_model_json():
@@ -30,13 +31,17 @@ def test_vllm_serve_gets_the_model_folder_and_the_kit_llm_name():
 
 def test_bench_command_is_vllm_bench_serve_with_a_fixed_output_length(tmp_path):
     """Each level: streamed chat completions, random prompts, ignore_eos, the level's concurrency, saved JSON."""
-    workload = Workload(tokenizer="/tok", concurrency=(4,), input_len=64, output_len=32)
+    prompts = h2h.write_prompts(tmp_path / "prompts.jsonl", 20)
+    workload = Workload(tokenizer="/tok", prompts_file=str(prompts), concurrency=(4,), output_len=32)
     cmd = h2h.bench_command("http://x:1", "llama_bls_ensemble", workload, 4, tmp_path, "r.json", api_key="k")
     assert cmd[3:5] == ["bench", "serve"]
     args = dict(zip(cmd, cmd[1:]))
-    assert args["--backend"] == "openai-chat" and args["--dataset-name"] == "random"
-    assert args["--max-concurrency"] == "4" and args["--num-prompts"] == "16" and args["--output-len"] == "32"
+    assert args["--backend"] == "openai-chat" and args["--dataset-name"] == "custom"
+    assert args["--dataset-path"] == str(prompts) and "--skip-chat-template" in cmd
+    assert args["--max-concurrency"] == "4" and args["--num-prompts"] == "16" and args["--custom-output-len"] == "32"
     assert "--ignore-eos" in cmd and args["--header"] == "Authorization=Bearer k"
+    lines = prompts.read_text().splitlines()
+    assert len(lines) == 20 and all(json.loads(line)["prompt"] for line in lines)
 
 
 def test_results_come_from_vllm_bench_serve_json():
@@ -46,6 +51,7 @@ def test_results_come_from_vllm_bench_serve_json():
             "p99_itl_ms": 6.0}
     result = ServeResult.from_bench_json("kit-llm", 4, data)
     assert result.output_tokens_per_s == 256.0 and result.ttft_p99_ms == 15.0 and result.itl_p50_ms == 3.0
+    assert result.output_tokens == 0 and h2h.miscounted([result], 32) == [result]
     assert math.isnan(result.tpot_p50_ms)
 
 
