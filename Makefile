@@ -38,8 +38,9 @@ serve: setup
 stop:
 	$(PY) -m kit stop
 
-bench: setup
+bench: setup  ## direct vs pipeline vs blocking; then the kit vs `vllm serve` (vLLM's own benchmark client)
 	$(PY) -m kit bench --quick
+	$(PY) -m kit bench --vs-vllm-serve
 
 clean:
 	-$(PY) -m kit stop

@@ -44,10 +44,23 @@ def _serve(args) -> int:
     server = srv.Server(repo, host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
                         metrics_port=args.metrics_port)
     server.start(timeout=args.timeout)
-    record = server.record()
+    api = None
+    if args.openai:
+        from kit.openai.service import OpenAIService
+
+        try:
+            api = OpenAIService(server.endpoints.grpc_url, host=args.host, port=args.openai_port,
+                                workers=args.openai_workers).start()
+        except BaseException:
+            server.stop()
+            raise
+    extra = api.record() if api else {}
+    record = {**server.record(), **extra}
     if args.detach:
-        path = srv.write_state(server)
+        path = srv.write_state(server, extra=extra)
         server.process = None  # leave it running: `python -m kit stop` ends it
+        if api:
+            api.process = None
         _print_urls(record)
         print(f"detached; state in {path}; stop with `python -m kit stop`")
         return 0
@@ -61,7 +74,7 @@ def _serve(args) -> int:
 
         def record_state(server) -> None:
             if args.write_state:
-                srv.write_state(server, supervisor_pid=os.getpid(), health_url=supervisor.health_url)
+                srv.write_state(server, extra, supervisor_pid=os.getpid(), health_url=supervisor.health_url)
 
         supervisor = Supervisor(server, host=args.host, port=args.health_port or 0,
                                 on_state_change=record_state).start()
@@ -70,7 +83,8 @@ def _serve(args) -> int:
     print(f"serving; Ctrl-C or SIGTERM drains requests in flight (up to {server.drain_s}s) and stops the server",
           flush=True)
     try:
-        while not stop["now"] and (supervisor or server.process.poll() is None):
+        while not stop["now"] and (supervisor or server.process.poll() is None) and \
+                (api is None or api.process.poll() is None):
             if args.write_state and not recorded():
                 print("the state file no longer names this supervisor: stopping", flush=True)
                 break
@@ -78,6 +92,8 @@ def _serve(args) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        if api:
+            api.stop()  # first: it talks to the server
         if supervisor is not None:
             supervisor.stop()
         server.stop(drain=True)
@@ -98,6 +114,8 @@ def _serve_detached_supervised(args, repo: Path) -> int:
                         ("--metrics-port", args.metrics_port), ("--health-port", args.health_port)):
         if value:
             command += [flag, str(value)]
+    if args.openai:
+        command += ["--openai", "--openai-port", str(args.openai_port), "--openai-workers", str(args.openai_workers)]
     log = srv.kit_dir() / "logs" / f"supervisor-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent),
@@ -122,8 +140,9 @@ def _serve_detached_supervised(args, repo: Path) -> int:
 
 
 def _print_urls(record: dict) -> None:
-    for key in ("http_url", "grpc_url", "metrics_url", "repository", "log"):
-        print(f"  {key:12} {record[key]}")
+    for key in ("http_url", "grpc_url", "metrics_url", "openai_url", "repository", "log"):
+        if key in record:
+            print(f"  {key:12} {record[key]}")
 
 
 def _status(args) -> int:
@@ -209,6 +228,10 @@ def _run(args) -> int:
 
 
 def _bench(args) -> int:
+    if args.vs_vllm_serve:
+        from kit.perf import head_to_head
+
+        return head_to_head.main(args)
     from kit.perf import bench
 
     settings = bench.BenchSettings(
@@ -246,6 +269,10 @@ def parser() -> argparse.ArgumentParser:
                    help="do not restart the server when it or a model's stub dies")
     s.add_argument("--health-port", type=int, help="port of the supervisor's /health and /metrics (default: free)")
     s.add_argument("--write-state", action="store_true", help=argparse.SUPPRESS)  # the detached supervisor
+    s.add_argument("--openai", action="store_true",
+                   help="also serve the OpenAI-compatible API (/v1/chat/completions, ...) beside Triton")
+    s.add_argument("--openai-port", type=int, default=9000, help="port of the OpenAI API (default 9000)")
+    s.add_argument("--openai-workers", type=int, default=1, help="processes of the OpenAI API (default 1)")
     s.set_defaults(func=_serve)
 
     s = sub.add_parser("status", help="is the detached server ready? which model is not, and why")
@@ -345,6 +372,14 @@ def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--perf-analyzer", action="store_true",
                         help="also run one perf_analyzer concurrency sweep through the pipeline")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--vs-vllm-serve", action="store_true",
+                        help="instead: `vllm serve` vs the kit's OpenAI service (bare LLM, guarded pipeline) on the "
+                             "same model and engine arguments, measured by `vllm bench serve` (see "
+                             "kit/perf/head_to_head.py); uses --params, --concurrency (default 1,4,16), "
+                             "--max-tokens (default 32), --requests, --out")
+    parser.add_argument("--openai-workers", type=_positive, default=1,
+                        help="processes of the kit's OpenAI API with --vs-vllm-serve (default 1; e.g. 4 on a GPU "
+                             "serving hundreds of streams)")
     parser.add_argument("--repeats", type=_positive, default=3,
                         help="whole comparisons back to back; ratios are their medians with the spread (default 3)")
     parser.add_argument("--streams-per-process", type=int, default=0,

@@ -10,7 +10,9 @@ only sees the last line of a traceback (or a notebook's red cell) can act::
      ├── InferenceError           the server answered a request with an error
      ├── RequestError (ValueError) a request sent to a model is invalid
      ├── NotebookError            a notebook run failed (its report marks the cell)
-     └── PerfAnalyzerError        perf_analyzer ran but produced no result
+     ├── PerfAnalyzerError        perf_analyzer ran but produced no result
+     └── APIError                 the OpenAI-compatible service refuses a request (with its HTTP status)
+          └── TritonError         Triton refused or failed the request the service made for it
 
 Every entry point (``python -m kit``, ``python -m kit.container``, the
 scripts in ``benchmarks/``) prints a :class:`KitError` as one line and exits
@@ -74,3 +76,29 @@ def exit_with(exc: KitError) -> int:
     """Print ``error: <message>`` to stderr and return :data:`EXIT_CODE` (for ``return``/``sys.exit`` in a main)."""
     print(f"error: {exc}", file=sys.stderr, flush=True)
     return EXIT_CODE
+
+
+class APIError(KitError):
+    """A request the OpenAI-compatible service refuses, as OpenAI's error object with its HTTP status."""
+
+    TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "invalid_request_error",
+             500: "server_error", 503: "service_unavailable"}
+
+    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.param = param
+        self.code = code
+
+    def body(self) -> dict[str, Any]:
+        """``{"error": {"message", "type", "param", "code"}}`` as OpenAI sends it."""
+        return {"error": {"message": self.message, "type": self.TYPES.get(self.status, "server_error"),
+                          "param": self.param, "code": self.code}}
+
+
+class TritonError(APIError):
+    """Triton refused or failed a request of the OpenAI service; ``status`` is the HTTP status it stands for."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(status, message)

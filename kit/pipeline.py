@@ -85,12 +85,8 @@ class PromptFormatter:
     def format(self, request: PipelineRequest) -> str:
         """The text sent to the LLM: the chat-formatted prompt, checked against the context."""
         text = request.prompt
-        if not request.prompt_is_formatted and getattr(self.tokenizer, "chat_template", None):
-            text = self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": request.prompt}], tokenize=False, add_generation_prompt=True
-            )
-            if self._strip_bos and text.startswith(self._strip_bos):
-                text = text[len(self._strip_bos):]
+        if not request.prompt_is_formatted:
+            text = self.chat_text([{"role": "user", "content": request.prompt}])
         if self.max_context and not self._surely_fits(text, request.max_tokens):
             n_prompt = len(self.tokenizer(text).input_ids)
             if n_prompt >= self.max_context:
@@ -103,6 +99,23 @@ class PromptFormatter:
                     f"{self.max_context} tokens; ask for at most {self.max_context - n_prompt} tokens"
                 )
         return text
+
+    def chat_text(self, messages: list[dict[str, str]]) -> str:
+        """``messages`` (``role``/``content`` dicts, multi-turn) as the model's chat template writes them.
+
+        Without a chat template the last message's content is returned as it is. The
+        template's BOS is dropped when the engine's tokenizer adds its own.
+        """
+        if not getattr(self.tokenizer, "chat_template", None):
+            return messages[-1]["content"]
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        if self._strip_bos and text.startswith(self._strip_bos):
+            text = text[len(self._strip_bos):]
+        return text
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens the engine's tokenizer makes of ``text`` (special tokens it adds included)."""
+        return len(self.tokenizer(text).input_ids)
 
     def _surely_fits(self, text: str, max_tokens: int) -> bool:
         """True when the prompt fits whatever it tokenizes to, so counting its tokens can be skipped.

@@ -248,6 +248,33 @@ def endpoints_comparison(summary: pd.DataFrame) -> go.Figure:
     return fig
 
 
+def head_to_head(results: pd.DataFrame) -> go.Figure:
+    """The kit against ``vllm serve`` (rows of :class:`kit.perf.head_to_head.ServeResult`).
+
+    Three panels per concurrency level: output tokens/s, TTFT p50 and ITL p50, one bar per
+    target; the TTFT/ITL bars carry their p99 as an error bar's upper end.
+    """
+    if results is None or len(results) == 0:
+        raise ValueError("nothing to plot: no head-to-head results")
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("output tokens/s (higher is better)",
+                                                        "TTFT p50, ms (bar to p99)", "ITL p50, ms (bar to p99)"))
+    for i, (target, group) in enumerate(results.sort_values("concurrency").groupby("target", sort=False)):
+        x = group["concurrency"].astype(str)
+        color = _color(i)
+        fig.add_trace(go.Bar(x=x, y=group["output_tokens_per_s"], name=str(target), legendgroup=str(target),
+                             marker_color=color), row=1, col=1)
+        for col, metric in ((2, "ttft"), (3, "itl")):
+            p50, p99 = group[f"{metric}_p50_ms"], group[f"{metric}_p99_ms"]
+            fig.add_trace(go.Bar(x=x, y=p50, name=str(target), legendgroup=str(target), marker_color=color,
+                                 showlegend=False, error_y={"type": "data", "symmetric": False,
+                                                            "array": (p99 - p50).clip(lower=0), "arrayminus": 0 * p50}),
+                          row=1, col=col)
+    fig.update_xaxes(title_text="concurrency", type="category")
+    fig.update_layout(title="The kit's OpenAI API against vllm serve (vllm bench serve)", barmode="group",
+                      template=_TEMPLATE, legend_title_text="target")
+    return fig
+
+
 def perf_analyzer_sweep(df: pd.DataFrame) -> go.Figure:
     """A perf_analyzer sweep: infer/s as bars, latency p50/p99 as lines on a second axis.
 

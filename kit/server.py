@@ -351,12 +351,13 @@ def _default_progress() -> Callable[[str], None]:
     return show
 
 
-def write_state(server: Server, **extra) -> Path:
-    """Record a detached server (and ``extra``, e.g. its supervisor's pid) in ``.kit/server.json``."""
+def write_state(server: Server, extra: Mapping[str, object] | None = None, **more) -> Path:
+    """Record a detached server (and ``extra``/``more``: its supervisor's pid, the OpenAI service beside
+    it) in ``.kit/server.json``."""
     path = state_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps({**server.record(), **extra}, indent=2) + "\n")
+    temporary.write_text(json.dumps({**server.record(), **dict(extra or {}), **more}, indent=2) + "\n")
     temporary.replace(path)  # readers never see half a record
     return path
 
@@ -466,7 +467,15 @@ def restart_detached(timeout: float = READY_TIMEOUT_S) -> Server:
     server = Server(state["repository"], http_port=port(state["http_url"]), grpc_port=port(state["grpc_url"]),
                     metrics_port=port(state["metrics_url"]))
     server.start(timeout=timeout)
-    write_state(server)
+    extra = None
+    if state.get("openai_url"):  # the OpenAI service too, on its port
+        from kit.openai.service import OpenAIService
+
+        api = OpenAIService(server.endpoints.grpc_url, port=port(state["openai_url"].removesuffix("/v1")),
+                            workers=state.get("openai_workers", 1)).start()
+        extra = api.record()
+        api.process = None
+    write_state(server, extra=extra)
     server.process = None  # detached: `python -m kit stop` ends it
     return server
 
@@ -481,6 +490,8 @@ def stop_detached(*, drain: bool = False) -> bool:
         return False
     pid = state.get("pid")
     was_running = pid_alive(pid)
+    if state.get("openai_pid"):  # the OpenAI service first: it talks to the server
+        kill_session(state["openai_pid"])
     supervisor = state.get("supervisor_pid")
     if pid_alive(supervisor):
         # The supervisor drains and stops its server on SIGTERM (and must not restart it).

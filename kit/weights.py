@@ -189,7 +189,12 @@ def build_tiny_lora(out_dir: Path, base_dir: Path, *, seed: int = 1, rank: int =
 
 def read_token(env_file: Path | str | None = None) -> str | None:
     """The hub token from the environment or from a ``.env`` file (``KEY=value`` lines)."""
-    for name in TOKEN_VARIABLES:
+    return read_secret(TOKEN_VARIABLES, env_file)
+
+
+def read_secret(names: tuple[str, ...], env_file: Path | str | None = None) -> str | None:
+    """The first of ``names`` set in the environment, else in a ``.env`` file (``KEY=value`` lines)."""
+    for name in names:
         if os.environ.get(name):
             return os.environ[name].strip()
     path = Path(env_file) if env_file else project_root() / ".env"
@@ -197,7 +202,7 @@ def read_token(env_file: Path | str | None = None) -> str | None:
         return None
     for line in path.read_text(encoding="utf-8").splitlines():
         key, sep, value = line.strip().partition("=")
-        if sep and key.strip().removeprefix("export ").strip() in TOKEN_VARIABLES:
+        if sep and key.strip().removeprefix("export ").strip() in names:
             value = value.strip().strip("'\"")
             if value:
                 return value

@@ -112,3 +112,22 @@ def server(tmp_path_factory, tiny_model) -> ServerHandle:
         yield ServerHandle(srv.endpoints.http_url, srv.endpoints.grpc_url, srv.endpoints.metrics_url, repo, srv)
     finally:
         srv.stop()
+
+
+OPENAI_TEST_KEY = "kit-test-key"
+
+
+@pytest.fixture(scope="session")
+def openai_url(server) -> str:
+    """The OpenAI service (``.../v1``) beside the session's server, requiring the key :data:`OPENAI_TEST_KEY`.
+
+    ``KIT_TEST_OPENAI_URL`` points the tests at a running service instead (it must use that key).
+    """
+    external = os.environ.get("KIT_TEST_OPENAI_URL")
+    if external:
+        yield external
+        return
+    from kit.openai.service import OpenAIService
+
+    with OpenAIService(server.grpc_url, env={"KIT_OPENAI_API_KEY": OPENAI_TEST_KEY}) as api:
+        yield api.url

