@@ -58,6 +58,17 @@ SAMPLE_MODEL = "tiny_lora"
 LORA_ADAPTERS = ("doll", "sheep")
 
 
+@pytest.fixture
+def sample_model(server) -> str:
+    """The session server's model laid out like NVIDIA's two-line sample, with LoRA adapters.
+
+    A fixture rather than an import: ``from conftest import ...`` can find tests/unit's conftest first.
+    """
+    if server.repository is None:
+        pytest.skip("the external server has no LoRA sample model")
+    return SAMPLE_MODEL
+
+
 def add_sample_model(repo: Path, tiny_model: Path) -> None:
     """A second vLLM model laid out as NVIDIA's sample: config.pbtxt without tensors or policy.
 

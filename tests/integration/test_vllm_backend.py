@@ -193,15 +193,6 @@ def test_vllm_validation_errors_are_invalid_arg_with_vllms_message(server):
 
 
 # ---------------------------------------------------------------- NVIDIA's sample layout, LoRA, health check
-@pytest.fixture
-def sample_model(server):
-    from conftest import SAMPLE_MODEL
-
-    if server.repository is None:
-        pytest.skip("the external server has no LoRA sample model")
-    return SAMPLE_MODEL
-
-
 def test_a_config_without_tensors_loads_through_auto_complete(server, sample_model):
     """NVIDIA's two-line config.pbtxt loads: the backend fills in the tensors, decoupled policy and batching."""
     import urllib.request
