@@ -145,9 +145,11 @@ def test_n_two_gives_two_answers(client, stream):
 def test_stop_string_ends_the_answer(client, model):
     """A stop string cut out of the greedy answer ends the answer just before it, with finish_reason stop."""
     full = _ask(client, model, max_tokens=32, extra_body={"ignore_eos": True}, **GREEDY).choices[0].message.content
-    # a slice well clear of anything the censor masked: stop strings apply to the LLM's own text
-    starts = [i for i in range(10, len(full) - 4) if full[i:i + 4].strip() and "*" not in full[max(0, i - 12):i + 16]]
-    assert starts, f"no slice clear of masked text in {full!r}"
+    # Stop strings apply to the LLM's own text and the censor reads whole words: take a slice that
+    # starts a word, well clear of anything masked, so the cut never leaves a word the censor reads otherwise.
+    starts = [i for i in range(10, len(full) - 4) if full[i - 1].isspace() and full[i:i + 4].strip()
+              and "*" not in full[max(0, i - 12):i + 16]]
+    assert starts, f"no word start clear of masked text in {full!r}"
     stop = full[starts[0]:starts[0] + 4]
     answer = _ask(client, model, max_tokens=32, stop=[stop], extra_body={"ignore_eos": True}, **GREEDY).choices[0]
     assert answer.message.content == full[:full.index(stop)]
