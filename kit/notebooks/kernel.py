@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
 
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
@@ -20,6 +21,20 @@ from traitlets import default
 
 KERNEL_NAME = "triton-vllm-kit"
 DISPLAY_NAME = "Python (triton-vllm-kit)"
+#: The checkout whose ``kit`` the kernels import (the folder that holds the ``kit`` package).
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def kernel_environment(base: dict[str, str] | None = None) -> dict[str, str]:
+    """``PYTHONPATH`` for the project's kernel: the checkout first, then what the caller had.
+
+    Where the kit is not installed into the interpreter (an offline bundle installed with
+    ``pip --target`` on a GPU host, a bare checkout), ``python -m kit`` works only from the
+    checkout's folder, while papermill starts kernels in the notebooks' folder: without this
+    the first ``import kit`` of every notebook failed.
+    """
+    existing = (os.environ if base is None else base).get("PYTHONPATH", "")
+    return {"PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT_ROOT), existing) if p)}
 
 
 class ProjectKernelSpecs(KernelSpecManager):
@@ -36,7 +51,7 @@ class ProjectKernelSpecs(KernelSpecManager):
         if kernel_name == KERNEL_NAME:
             from ipykernel.kernelspec import RESOURCES, get_kernel_dict
 
-            spec = {**get_kernel_dict(), "display_name": DISPLAY_NAME}
+            spec = {**get_kernel_dict(), "display_name": DISPLAY_NAME, "env": kernel_environment()}
             return self.kernel_spec_class(resource_dir=RESOURCES, **spec)
         return super().get_kernel_spec(kernel_name)
 

@@ -83,3 +83,16 @@ def test_lab_serves_the_four_notebooks_and_the_project_kernel(running_lab):
     assert specs["default"] == kernel.KERNEL_NAME
     assert specs["kernelspecs"][kernel.KERNEL_NAME]["spec"]["argv"][0] == sys.executable
     assert "JupyterLab" in urllib.request.urlopen(f"{base}/lab?token={token}", timeout=10).read().decode()
+
+
+def test_the_project_kernel_imports_the_kit_where_it_is_not_installed(tmp_path):
+    """A kernel started outside the checkout imports this checkout's kit even without an install (``-S``: no site)."""
+    import os
+    import subprocess
+
+    spec = kernel.ProjectKernelSpecs().get_kernel_spec(kernel.KERNEL_NAME)
+    probe = [sys.executable, "-S", "-c", "import kit, pathlib; print(pathlib.Path(kit.__file__).parent.parent)"]
+    bare = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    assert subprocess.run(probe, cwd=tmp_path, env=bare, capture_output=True).returncode != 0  # the situation
+    found = subprocess.run(probe, cwd=tmp_path, env={**bare, **spec.env}, capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == str(kernel.PROJECT_ROOT)
