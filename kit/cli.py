@@ -107,6 +107,7 @@ def _serve_detached_supervised(args, repo: Path) -> int:
     import subprocess
 
     from kit import server as srv
+    from kit.paths import new_log
 
     command = [sys.executable, "-m", "kit", "serve", "--repository", str(repo), "--write-state",
                "--host", args.host, "--timeout", str(args.timeout)]
@@ -116,7 +117,7 @@ def _serve_detached_supervised(args, repo: Path) -> int:
             command += [flag, str(value)]
     if args.openai:
         command += ["--openai", "--openai-port", str(args.openai_port), "--openai-workers", str(args.openai_workers)]
-    log = srv.kit_dir() / "logs" / f"supervisor-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    log = new_log("supervisor")
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent),
                                                                      os.environ.get("PYTHONPATH")]))}

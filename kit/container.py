@@ -55,8 +55,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from kit.config import DeploymentConfig
 from kit import launcher
+from kit.config import DeploymentConfig
 from kit.exceptions import ConfigError, KitError, SetupError, exit_with
 from kit.processes import processes, stub_command_lines
 from kit.server import missing_stubs, repository_index

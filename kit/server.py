@@ -27,11 +27,10 @@ from typing import Callable, Iterable, Mapping
 
 from kit import launcher
 from kit.exceptions import ServerError
-from kit.launcher import DRAIN_S
 from kit.installation import Installation, find_installation, kit_pythonpath
-from kit.paths import kit_dir, state_path
+from kit.launcher import DRAIN_S
+from kit.paths import new_log, state_path
 from kit.processes import kill_session, pid_alive, session_processes, stub_command_lines
-
 
 READY_TIMEOUT_S = 600.0
 
@@ -139,8 +138,7 @@ class Server:
             grpc_url=f"grpc://{connect_host}:{grpc_port or free_port()}",
             metrics_url=f"http://{connect_host}:{metrics_port or free_port()}",
         )
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        self.log_file = Path(log_file) if log_file else kit_dir() / "logs" / f"tritonserver-{stamp}-{os.getpid()}.log"
+        self.log_file = Path(log_file) if log_file else new_log("tritonserver")
         self.installation = installation
         self.extra_args = list(extra_args)
         self.extra_env = dict(env or {})
@@ -263,8 +261,7 @@ class Server:
         self.stop(drain=False)
         if old is not None:
             _wait_ports_free(self.endpoints)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        self.log_file = self.log_file.with_name(f"tritonserver-{stamp}-{os.getpid()}-restart.log")
+        self.log_file = new_log("tritonserver-restart")
         return self.start(timeout=timeout, progress=progress)
 
     @property

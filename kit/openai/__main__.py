@@ -14,8 +14,8 @@ TOKENIZER_VARIABLE = "KIT_OPENAI_TOKENIZER"
 
 def app_from_environment():
     """The application as each uvicorn worker process builds it (settings from the environment)."""
-    from kit.weights import read_secret
     from kit.openai.app import API_KEY_VARIABLES, Settings, create_app
+    from kit.weights import read_secret
 
     return create_app(Settings(grpc_url=os.environ[GRPC_URL_VARIABLE], api_key=read_secret(API_KEY_VARIABLES),
                                tokenizer=os.environ.get(TOKENIZER_VARIABLE) or None))

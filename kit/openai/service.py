@@ -33,13 +33,13 @@ class OpenAIService:
     def __init__(self, grpc_url: str, *, host: str = "127.0.0.1", port: int | None = None,
                  log_file: Path | str | None = None, env: Mapping[str, str] | None = None,
                  tokenizer: str | None = None, workers: int = 1):
-        from kit.server import free_port, kit_dir
+        from kit.paths import new_log
+        from kit.server import free_port
 
         self.grpc_url = grpc_url
         self.host = host
         self.port = port or free_port()
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        self.log_file = Path(log_file) if log_file else kit_dir() / "logs" / f"openai-{stamp}-{os.getpid()}.log"
+        self.log_file = Path(log_file) if log_file else new_log("openai")
         self.extra_env = dict(env or {})
         self.tokenizer = tokenizer
         self.workers = workers

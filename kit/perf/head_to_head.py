@@ -174,12 +174,12 @@ class VllmServe:
     """``vllm serve`` on one port, in its own process session (so stopping it ends its engine too)."""
 
     def __init__(self, engine_json: Mapping[str, Any], *, port: int | None = None, log_file: Path | None = None):
-        from kit.server import free_port, kit_dir
+        from kit.paths import new_log
+        from kit.server import free_port
 
         self.engine_json = dict(engine_json)
         self.port = port or free_port()
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        self.log_file = log_file or kit_dir() / "logs" / f"vllm-serve-{stamp}-{os.getpid()}.log"
+        self.log_file = log_file or new_log("vllm-serve")
         self.process: subprocess.Popen | None = None
 
     @property
@@ -366,10 +366,10 @@ def main(args: argparse.Namespace) -> int:
     from kit import params as kit_params
     from kit import server as srv
     from kit.deployment import ensure_repository
-    from kit.processes import pid_alive
-    from kit.weights import project_root, read_secret
     from kit.openai.app import API_KEY_VARIABLES
     from kit.openai.service import OpenAIService
+    from kit.processes import pid_alive
+    from kit.weights import project_root, read_secret
 
     started = time.monotonic()
     params = kit_params.load(args.params)

@@ -42,7 +42,6 @@ from kit.exceptions import PerfAnalyzerError, SetupError
 
 BINARY = "perf_analyzer"
 CUDART = "libcudart.so.12"
-LIBB64 = "libb64.so.0d"
 
 DEFAULT_MEASUREMENT_INTERVAL_MS = 5000  # perf_analyzer's own defaults
 DEFAULT_STABILITY_PERCENTAGE = 10

@@ -18,8 +18,8 @@ import kit.config
 from kit import container
 from kit.config import CPU_ENGINE_ARGS, GPU_ENGINE_ARGS, DeploymentConfig
 from kit.exceptions import EXIT_CODE, ConfigError, KitError, SetupError
-from kit.weights import LLAMA3_REPO_ID
 from kit.repository import COMMITTED_REPOSITORY, render
+from kit.weights import LLAMA3_REPO_ID
 
 CANARY = "hf_CANARYcanaryCANARYcanary0123456789"
 ROOT = Path(__file__).resolve().parents[2]
