@@ -48,8 +48,6 @@ import os
 import shlex
 import shutil
 import sys
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -58,15 +56,15 @@ from typing import Any, Callable, Mapping, Sequence
 from kit import launcher
 from kit.config import DeploymentConfig
 from kit.exceptions import ConfigError, KitError, SetupError, exit_with
+from kit.health import LIVE_PATH, READY_PATH, missing_stubs, probe, repository_index
 from kit.processes import processes, stub_command_lines
-from kit.server import missing_stubs, repository_index
 from kit.weights import LLAMA3_REPO_ID, TOKEN_VARIABLES, download_model, is_complete, local_dir_for
 
 HTTP_PORT = 8000
 GRPC_PORT = 8001
 METRICS_PORT = 8002
-READY_URL = f"http://localhost:{HTTP_PORT}/v2/health/ready"
-LIVE_URL = f"http://localhost:{HTTP_PORT}/v2/health/live"
+READY_URL = f"http://localhost:{HTTP_PORT}{READY_PATH}"
+LIVE_URL = f"http://localhost:{HTTP_PORT}{LIVE_PATH}"
 
 DEFAULT_MODELS_DIR = "/models"
 DEFAULT_REPOSITORY = "/tmp/model_repository"
@@ -348,13 +346,9 @@ def healthcheck(
     ``config.pbtxt``, as ``kit status`` does: a container or pod that lost one is unhealthy
     and gets restarted.
     """
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            status = resp.status
-    except urllib.error.HTTPError as exc:
-        status = exc.code
-    except (urllib.error.URLError, OSError) as exc:
-        print(f"unhealthy: {url}: {getattr(exc, 'reason', exc)}")
+    status, why = probe(url, timeout)
+    if status == 0:
+        print(f"unhealthy: {url}: {why}")
         return 1
     if status != 200:
         print(f"unhealthy: {url} answered {status}")

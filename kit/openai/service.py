@@ -1,7 +1,7 @@
 """Running the OpenAI service as a process of its own, beside a Triton server.
 
 ``python -m kit serve --openai`` starts one after Triton is ready; a detached one is
-recorded in ``.kit/server.json`` (``openai_pid``, ``openai_url``) and ended by
+recorded in ``.kit/server.json`` (``openai_pid``, ``openai_port``: :class:`kit.detached.ServerState`) and ended by
 ``python -m kit stop``. The process runs in its own session, like the server, so stopping
 it leaves nothing behind.
 """
@@ -12,8 +12,6 @@ import os
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Mapping
 
@@ -26,15 +24,15 @@ READY_TIMEOUT_S = 120.0
 class OpenAIService:
     """``python -m kit.openai`` for the Triton server at ``grpc_url``.
 
-    >>> with OpenAIService("grpc://127.0.0.1:8001") as api:   # doctest: +SKIP
+    >>> with OpenAIService("127.0.0.1:8001") as api:   # doctest: +SKIP
     ...     print(api.url)                                   # http://127.0.0.1:9000/v1
     """
 
     def __init__(self, grpc_url: str, *, host: str = "127.0.0.1", port: int | None = None,
                  log_file: Path | str | None = None, env: Mapping[str, str] | None = None,
                  tokenizer: str | None = None, workers: int = 1):
+        from kit.endpoints import free_port
         from kit.paths import new_log
-        from kit.server import free_port
 
         self.grpc_url = grpc_url
         self.host = host
@@ -47,8 +45,9 @@ class OpenAIService:
 
     @property
     def base_url(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
-        return f"http://{host}:{self.port}"
+        from kit.endpoints import connect_host
+
+        return f"http://{connect_host(self.host)}:{self.port}"
 
     @property
     def url(self) -> str:
@@ -61,7 +60,7 @@ class OpenAIService:
         return cmd + (["--tokenizer", self.tokenizer] if self.tokenizer else [])
 
     def start(self, timeout: float = READY_TIMEOUT_S) -> "OpenAIService":
-        from kit.server import kit_pythonpath
+        from kit.installation import kit_pythonpath
 
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
@@ -79,16 +78,14 @@ class OpenAIService:
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
         """Block until ``/health`` says ready (Triton and both models); raise with the log's tail."""
+        from kit.health import probe
+
         deadline = time.monotonic() + timeout
         while True:
             if self.process is not None and self.process.poll() is not None:
                 raise ServerError(self._explain(f"the OpenAI service exited with code {self.process.returncode}"))
-            try:
-                with urllib.request.urlopen(self.base_url + "/health", timeout=5) as resp:
-                    if resp.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
+            if probe(self.base_url + "/health", timeout=5)[0] == 200:
+                return
             if time.monotonic() > deadline:
                 raise ServerError(self._explain(f"the OpenAI service was not ready after {timeout:.0f}s"))
             time.sleep(0.3)
@@ -99,7 +96,7 @@ class OpenAIService:
         return f"{what}\n{tail}\nfull log: {self.log_file}"
 
     def stop(self) -> None:
-        from kit.server import kill_session
+        from kit.processes import kill_session
 
         if self.process is None:
             return
@@ -113,11 +110,6 @@ class OpenAIService:
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
-
-    def record(self) -> dict:
-        """What ``.kit/server.json`` keeps of a detached service."""
-        return {"openai_pid": self.pid, "openai_url": self.url, "openai_workers": self.workers,
-                "openai_log": str(self.log_file)}
 
     def __enter__(self) -> "OpenAIService":
         if self.process is None:

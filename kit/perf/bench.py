@@ -32,6 +32,7 @@ import pandas as pd
 
 from kit import metrics
 from kit.config import BLOCKING_MODEL, LLM_MODEL, PIPELINE_MODEL
+from kit.endpoints import to_grpc_address
 from kit.perf import load
 from kit.perf.prompts import default_prompts
 
@@ -268,7 +269,7 @@ def goals(summary: pd.DataFrame, found: Sequence[Ratio] | None = None) -> list[d
 def _served(grpc_url: str) -> set[str]:
     import tritonclient.grpc as grpcclient
 
-    client = grpcclient.InferenceServerClient(grpc_url.removeprefix("grpc://"))
+    client = grpcclient.InferenceServerClient(to_grpc_address(grpc_url))
     try:
         return {name for name in ENDPOINTS.values() if _ready(client, name)}
     finally:
@@ -287,7 +288,7 @@ def _tokenizer_path(grpc_url: str) -> str | None:
     try:
         import tritonclient.grpc as grpcclient
 
-        client = grpcclient.InferenceServerClient(grpc_url.removeprefix("grpc://"))
+        client = grpcclient.InferenceServerClient(to_grpc_address(grpc_url))
         try:
             config = client.get_model_config(PIPELINE_MODEL, as_json=True)["config"]
         finally:
@@ -302,6 +303,7 @@ class _Target:
     """The server to measure: given, detached, or started here (and stopped by ``close``)."""
 
     def __init__(self, settings: BenchSettings):
+        from kit import detached
         from kit import server as srv
 
         self.server = None
@@ -309,10 +311,10 @@ class _Target:
         if settings.grpc_url:
             self.grpc_url, self.source = settings.grpc_url, f"given ({settings.grpc_url})"
             return
-        state = srv.read_state()
-        if state and srv.status(state).get("ready"):
-            self.grpc_url, self.source = state["grpc_url"], f"detached server (pid {state['pid']})"
-            self.metrics_url = state.get("metrics_url")
+        state = detached.read_state()
+        if state and detached.status(state).ready:
+            self.grpc_url, self.source = state.endpoints.grpc_address, f"detached server (pid {state.pid})"
+            self.metrics_url = state.endpoints.metrics_url
             if settings.params:
                 print(f"note: using the running detached server; --params {settings.params} is not applied to it",
                       file=sys.stderr)
@@ -325,7 +327,7 @@ class _Target:
         print(f"starting a server for {repo} (stopped when the bench ends)", file=sys.stderr)
         self.server = srv.Server(repo)
         self.server.start()
-        self.grpc_url, self.source = self.server.endpoints.grpc_url, f"started by the bench ({repo})"
+        self.grpc_url, self.source = self.server.endpoints.grpc_address, f"started by the bench ({repo})"
         self.metrics_url = self.server.endpoints.metrics_url
 
     def close(self) -> None:

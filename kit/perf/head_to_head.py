@@ -174,8 +174,8 @@ class VllmServe:
     """``vllm serve`` on one port, in its own process session (so stopping it ends its engine too)."""
 
     def __init__(self, engine_json: Mapping[str, Any], *, port: int | None = None, log_file: Path | None = None):
+        from kit.endpoints import free_port
         from kit.paths import new_log
-        from kit.server import free_port
 
         self.engine_json = dict(engine_json)
         self.port = port or free_port()
@@ -205,7 +205,7 @@ class VllmServe:
         return self
 
     def stop(self) -> None:
-        from kit.server import kill_session
+        from kit.processes import kill_session
 
         if self.process is not None:
             kill_session(self.process.pid)
@@ -363,6 +363,7 @@ def print_report(results: Sequence[ServeResult], output_len: int) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Build (or reuse) the repository, measure ``vllm serve``, then the kit's service, and report."""
+    from kit import detached
     from kit import params as kit_params
     from kit import server as srv
     from kit.deployment import ensure_repository
@@ -373,8 +374,8 @@ def main(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     params = kit_params.load(args.params)
-    state = srv.read_state()
-    if params.get("profile") == "gpu" and state and pid_alive(state.get("pid")):
+    state = detached.read_state()
+    if params.get("profile") == "gpu" and state and pid_alive(state.pid):
         raise ServerError("a detached server holds the GPU: stop it (`python -m kit stop`), so that vllm serve and "
                           "then the kit's own server each get the whole GPU")
     repo = ensure_repository(params)
@@ -396,13 +397,13 @@ def main(args: argparse.Namespace) -> int:
         finally:
             vllm.stop()
         server = None
-        if state and srv.status(state).get("ready") and Path(state["repository"]).resolve() == Path(repo).resolve():
-            grpc_url = state["grpc_url"]
-            print(f"the kit: the detached server (pid {state['pid']})", file=sys.stderr)
+        if state and detached.status(state).ready and Path(state.repository).resolve() == Path(repo).resolve():
+            grpc_url = state.endpoints.grpc_address
+            print(f"the kit: the detached server (pid {state.pid})", file=sys.stderr)
         else:
             print(f"the kit: starting a server for {repo} (stopped at the end)", file=sys.stderr)
             server = srv.Server(repo).start()
-            grpc_url = server.endpoints.grpc_url
+            grpc_url = server.endpoints.grpc_address
         try:
             with OpenAIService(grpc_url, workers=args.openai_workers) as api:  # key: .env or the environment
                 key = read_secret(API_KEY_VARIABLES)

@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from kit.client import delta_from_result, grpc_inputs, is_final, request_inputs
+from kit.endpoints import to_grpc_address
 
 SWEEP_COLUMNS = [
     "endpoint", "concurrency", "max_tokens", "requests", "output_tokens_per_s",
@@ -135,7 +136,7 @@ async def _run_level_async(
                           prompt_is_formatted=prompt_is_formatted)
         for i in indices
     }
-    client = aioclient.InferenceServerClient(grpc_url.removeprefix("grpc://"))
+    client = aioclient.InferenceServerClient(to_grpc_address(grpc_url))
     rows: list[dict[str, Any]] = []
     order = iter(indices)
     bar = tqdm(total=len(payloads), desc=f"{endpoint} c={concurrency} max_tokens={max_tokens}", unit="req",
