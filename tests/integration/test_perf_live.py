@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from kit.config import LLM_MODEL, PIPELINE_MODEL
-from kit.perf import bench, load
+from kit.perf import bench, headline, load
 from kit.perf import perf_analyzer as pa
 from kit.perf.prompts import default_prompts
 
@@ -69,5 +69,5 @@ def test_bench_compare_includes_the_blocking_pipeline(server, prompts):
     assert (summary["errors"] == 0).all()
     assert per_request.groupby("endpoint")["output_tokens"].sum().to_dict() == {
         "blocking": 2 * MAX_TOKENS, "direct": 2 * MAX_TOKENS, "pipeline": 2 * MAX_TOKENS}
-    found = {(r.numerator, r.denominator): r.value for r in bench.ratios(summary) if r.metric == "throughput"}
+    found = {(r.numerator, r.denominator): r.value for r in headline.ratios(summary) if r.metric == "throughput"}
     assert found[("pipeline", "direct")] > 0 and found[("blocking", "direct")] > 0

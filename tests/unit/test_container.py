@@ -426,29 +426,6 @@ def test_module_runs_as_entrypoint(http_server):
     assert "healthy" in ok.stdout
 
 
-def test_check_image(tmp_path, monkeypatch):
-    """check-image passes with the modules and backends present, and names numpy<2 and missing pieces otherwise."""
-    backends = tmp_path / "backends"
-    (backends / "python").mkdir(parents=True)
-    (backends / "vllm").mkdir()
-    which = lambda name: "/opt/tritonserver/bin/tritonserver"  # noqa: E731
-    facts = container.check_image(["better_profanity", "kit.sampling"], which=which, backends_dir=backends, allow_numpy2=False)
-    assert any(f.startswith("numpy 1.") for f in facts)
-
-    import numpy
-
-    monkeypatch.setattr(numpy, "__version__", "2.1.0")
-    with pytest.raises(SetupError, match="numpy<2"):
-        container.check_image(["kit.sampling"], which=which, backends_dir=backends, allow_numpy2=False)
-    container.check_image(["kit.sampling"], which=which, backends_dir=backends, allow_numpy2=True)
-
-    shutil.rmtree(backends / "vllm")
-    with pytest.raises(SetupError) as err:
-        container.check_image(["kit.no_such_module"], which=lambda name: None, backends_dir=backends, allow_numpy2=True)
-    message = str(err.value)
-    assert "kit.no_such_module" in message and "tritonserver is not on PATH" in message and "'vllm'" in message
-
-
 class _IndexHandler(_Handler):
     def do_POST(self):
         body = json.dumps([{"name": "pipe", "version": "1", "state": "READY"}]).encode()
