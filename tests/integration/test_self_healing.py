@@ -14,8 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -112,9 +110,7 @@ def test_every_metric_named_in_deploy_and_docker_is_served(healing):
     """Every metric the manifests, compose files and their docs name exists on the server's metrics port."""
     server = healing
     _request(server, 0)
-    with urllib.request.urlopen(f"{server.endpoints.metrics_url}/metrics", timeout=10) as resp:
-        served = {line.split("{")[0].split(" ")[0] for line in resp.read().decode().splitlines()
-                  if line and not line.startswith("#")}
+    served = {sample.name for sample in metrics.scrape(server.endpoints.metrics_url)}
     named = set()
     for path in [*(ROOT / "deploy").rglob("*"), *(ROOT / "docker").rglob("*")]:
         if path.is_file():
@@ -200,8 +196,8 @@ def _kill_under_load(server, supervisor, model: str) -> None:
             assert outcome == "ok", outcome  # before the kill and after recovery: every request succeeds
     after = [o for s, _, o in outcomes if s > restored]
     assert after and all(o == "ok" for o in after)
-    metrics = urllib.request.urlopen(supervisor.health_url.replace("/health", "/metrics"), timeout=5).read().decode()
-    assert f'kit_model_recoveries_total{{model="{model}"}} 1.0' in metrics
+    recoveries = metrics.scrape(supervisor.health_url.removesuffix("/health"))
+    assert metrics.total(recoveries, "kit_model_recoveries_total", model=model) == 1.0
 
 
 def test_lost_stub_fails_the_container_health_check(healing):

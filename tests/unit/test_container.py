@@ -9,10 +9,10 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
+from localhttp import serving
 
 import kit.config
 from kit import container
@@ -400,12 +400,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def http_server():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(_Handler) as url:
+        yield url
 
 
 def test_healthcheck(http_server):
@@ -440,16 +436,11 @@ def test_healthcheck_fails_while_a_model_lacks_a_stub(tmp_path, capsys):
     (tmp_path / "pipe").mkdir()
     (tmp_path / "pipe" / "config.pbtxt").write_text("instance_group [ { count: 2 kind: KIND_CPU } ]")
     stub = f"/b/triton_python_backend_stub {tmp_path}/pipe/1/model.py shm 1 1 1 /b"
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _IndexHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/v2/health/ready"
-    try:
+    with serving(_IndexHandler) as base:
+        url = f"{base}/v2/health/ready"
         assert container.healthcheck(url, repository=tmp_path, stubs=lambda: [stub]) == 1
         assert "pipe: 1 of its 2 Python stub processes died" in capsys.readouterr().out
         assert container.healthcheck(url, repository=tmp_path, stubs=lambda: [stub, stub]) == 0
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_healthcheck_live_flag_asks_the_live_endpoint():

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import http.server
 import json
-import threading
 
 import pytest
+from localhttp import serving
 
 from kit import health, metrics
 from kit.config import DeploymentConfig
@@ -100,11 +100,8 @@ class _StandIn(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def stand_in():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _StandIn)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(_StandIn) as url:
+        yield url
 
 
 def test_readiness_needs_the_probe_and_every_model_ready(stand_in, monkeypatch):
