@@ -56,15 +56,16 @@ def _serve(args) -> int:
         except BaseException:
             server.stop()
             raise
+    record = detached.ServerState.of(server, api)
     if args.detach:
-        path = detached.write_state(detached.ServerState.of(server, api))
+        path = detached.write_state(record)
         server.process = None  # leave it running: `python -m kit stop` ends it
         if api:
             api.process = None
-        _print_addresses(detached.ServerState.of(server, api))
+        _print_addresses(record)
         print(f"detached; state in {path}; stop with `python -m kit stop`")
         return 0
-    _print_addresses(detached.ServerState.of(server, api))
+    _print_addresses(record)
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     supervisor = None
