@@ -373,7 +373,7 @@ def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="results folder (default reports/bench/<timestamp>)")
     parser.add_argument("--params", default=None,
                         help="YAML parameters of the deployment to start when no server is running")
-    parser.add_argument("--grpc-url", default=None, help="measure this running server (grpc://host:port)")
+    parser.add_argument("--grpc-url", default=None, help="measure this running server (host:port of its gRPC endpoint)")
     parser.add_argument("--no-guard-bench", action="store_true", help="skip the guard vs better_profanity benchmark")
     parser.add_argument("--perf-analyzer", action="store_true",
                         help="also run one perf_analyzer concurrency sweep through the pipeline")

@@ -206,7 +206,7 @@ class Client:
 
     def __init__(
         self,
-        grpc_url: str = "grpc://127.0.0.1:8001",
+        grpc_url: str = "127.0.0.1:8001",
         http_url: str | None = None,
         *,
         model: str = PIPELINE_MODEL,

@@ -1,4 +1,4 @@
-"""``python -m kit.openai --grpc-url grpc://127.0.0.1:8001 [--host H] [--port P] [--workers N]``: the service alone."""
+"""``python -m kit.openai --grpc-url 127.0.0.1:8001 [--host H] [--port P] [--workers N]``: the service alone."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def app_from_environment():
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m kit.openai", description=__doc__.splitlines()[0])
-    p.add_argument("--grpc-url", default="grpc://127.0.0.1:8001", help="Triton's gRPC endpoint")
+    p.add_argument("--grpc-url", default="127.0.0.1:8001", help="Triton's gRPC endpoint, host:port (or grpc://host:port)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
     p.add_argument("--tokenizer", default=None,
