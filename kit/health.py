@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from kit import metrics
 from kit.exceptions import ServerError
@@ -39,6 +42,22 @@ def probe(url: str, timeout: float = 2.0) -> tuple[int, str]:
         return exc.code, ""
     except (urllib.error.URLError, OSError) as exc:
         return 0, str(getattr(exc, "reason", exc))
+
+
+def wait_for_service(url: str, process: subprocess.Popen | None, timeout: float, what: str, *,
+                     explain: Callable[[str], str] = str, interval_s: float = 0.5) -> None:
+    """Block until GET ``url`` answers 200 (a service the kit started beside Triton: the OpenAI service,
+    ``vllm serve``); :class:`ServerError`, its message passed through ``explain``, when ``process`` exits
+    first or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process is not None and process.poll() is not None:
+            raise ServerError(explain(f"{what} exited with code {process.returncode} during start-up"))
+        if probe(url, timeout=5)[0] == 200:
+            return
+        if time.monotonic() > deadline:
+            raise ServerError(explain(f"{what} was not ready after {timeout:.0f}s"))
+        time.sleep(interval_s)
 
 
 def is_ready(http_url: str, timeout: float = 2.0) -> bool:

@@ -11,11 +11,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Mapping
-
-from kit.exceptions import ServerError
 
 DEFAULT_PORT = 9000
 READY_TIMEOUT_S = 120.0
@@ -78,17 +75,10 @@ class OpenAIService:
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
         """Block until ``/health`` says ready (Triton and both models); raise with the log's tail."""
-        from kit.health import probe
+        from kit.health import wait_for_service
 
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process is not None and self.process.poll() is not None:
-                raise ServerError(self._explain(f"the OpenAI service exited with code {self.process.returncode}"))
-            if probe(self.base_url + "/health", timeout=5)[0] == 200:
-                return
-            if time.monotonic() > deadline:
-                raise ServerError(self._explain(f"the OpenAI service was not ready after {timeout:.0f}s"))
-            time.sleep(0.3)
+        wait_for_service(self.base_url + "/health", self.process, timeout, "the OpenAI service",
+                         explain=self._explain, interval_s=0.3)
 
     def _explain(self, what: str) -> str:
         text = self.log_file.read_text(errors="replace") if self.log_file.exists() else ""

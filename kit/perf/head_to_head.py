@@ -29,14 +29,13 @@ import os
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from kit.config import LLM_MODEL, PIPELINE_MODEL
 from kit.exceptions import ServerError
+from kit.health import wait_for_service
 
 TARGETS = {"vllm-serve": LLM_MODEL, "kit-llm": LLM_MODEL, "kit-pipeline": PIPELINE_MODEL}
 BASELINE = "vllm-serve"
@@ -198,7 +197,8 @@ class VllmServe:
             self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, env=env, start_new_session=True)
         try:
-            _wait_http(self.base_url + "/health", self.process, timeout, self.log_file, "vllm serve")
+            wait_for_service(self.base_url + "/health", self.process, timeout, "vllm serve",
+                             explain=lambda what: f"{what}; see {self.log_file}", interval_s=1.0)
         except BaseException:
             self.stop()
             raise
@@ -211,22 +211,6 @@ class VllmServe:
             kill_session(self.process.pid)
             self.process.wait(timeout=10)
             self.process = None
-
-
-def _wait_http(url: str, process: subprocess.Popen, timeout: float, log_file: Path, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            raise ServerError(f"{what} exited with code {process.returncode} during start-up; see {log_file}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        if time.monotonic() > deadline:
-            raise ServerError(f"{what} was not ready after {timeout:.0f}s; see {log_file}")
-        time.sleep(1.0)
 
 
 # --------------------------------------------------------------------------- the client

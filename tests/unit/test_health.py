@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import http.server
 import json
+import subprocess
+import sys
 
 import pytest
 from localhttp import serving
@@ -124,3 +126,15 @@ def test_probe_of_a_closed_port_says_why():
     assert status == 0 and "refused" in why.lower()
     look = health.readiness(url)
     assert not look.ready and look.models == [] and look.waiting_for == ["server"]
+
+
+def test_wait_for_service_returns_once_it_answers_and_says_why_it_gave_up(stand_in):
+    """A service that answers 200 is waited for; one whose process exited, or that never answers, is a ServerError."""
+    health.wait_for_service(stand_in + health.READY_PATH, None, timeout=5, what="the stand-in")
+    exited = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    exited.wait()
+    with pytest.raises(ServerError, match=r"the stand-in exited with code 3 during start-up; see the log"):
+        health.wait_for_service(stand_in + "/nowhere", exited, timeout=5, what="the stand-in",
+                                explain=lambda what: f"{what}; see the log")
+    with pytest.raises(ServerError, match="the stand-in was not ready after 0s"):
+        health.wait_for_service(stand_in + "/nowhere", None, timeout=0.2, what="the stand-in", interval_s=0.1)
