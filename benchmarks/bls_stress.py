@@ -30,6 +30,7 @@ from kit import repository
 from kit import server as srv
 from kit.config import LLM_MODEL, PIPELINE_MODEL, DeploymentConfig
 from kit.exceptions import KitError, exit_with
+from kit.health import lost_stubs
 from kit.perf import load
 from kit.perf.prompts import default_prompts
 from kit.weights import build_tiny_model
@@ -99,17 +100,16 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         repo = stand_in_repository(Path(tmp) / "model_repository", args.instances)
         with srv.Server(repo) as server:
-            state = {"pid": server.pid, "repository": str(repo)}
             models = [{"name": PIPELINE_MODEL, "state": "READY"}]
             prompts = default_prompts(2 * args.concurrency)
             print(f"Python {sys.version.split()[0]}, {args.instances} pipeline stubs; log {server.log_file}", flush=True)
             for round_ in range(args.rounds):
                 started = time.monotonic()
-                frame = load.run_level(server.endpoints.grpc_url, PIPELINE_MODEL, concurrency=args.concurrency,
+                frame = load.run_level(server.endpoints.grpc_address, PIPELINE_MODEL, concurrency=args.concurrency,
                                        requests=2 * args.concurrency, max_tokens=args.max_tokens, prompts=prompts,
                                        progress=False, timeout_s=30)
                 failed = frame[frame["error"] != ""]
-                dead = srv.dead_stubs(state, models)
+                dead = lost_stubs(server.pid, repo, models)
                 print(f"round {round_}: {len(frame)} streams in {time.monotonic() - started:.1f}s, "
                       f"{len(failed)} errors {sorted(set(failed['error']))[:2]}"
                       f"{'; ' + dead[PIPELINE_MODEL] if dead else ''}", flush=True)

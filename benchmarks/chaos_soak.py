@@ -21,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from kit import repository
 from kit import server as srv
 from kit.config import DeploymentConfig
-from kit.weights import build_tiny_model
 from kit.perf.chaos import soak
 from kit.supervisor import Supervisor
+from kit.weights import build_tiny_model
 
 MAX_RSS_GROWTH = 0.05
 

@@ -49,11 +49,12 @@ case "$phase" in
 import sys
 from pathlib import Path
 from kit.config import PIPELINE_MODEL
-from kit.perf import load, perf_analyzer
-from kit.server import read_state
+from kit.detached import read_state
+from kit.perf import perf_analyzer
+from kit.perf.prompts import default_prompts
 out = Path(sys.argv[1]); levels = [int(c) for c in (sys.argv[2] if len(sys.argv) > 2 else "1,8,64").split(",")]
-prompts = load.default_prompts(64, "models/llama3-8b-dummy")
-frame = perf_analyzer.run(read_state()["grpc_url"], PIPELINE_MODEL, concurrency=levels, max_tokens=300,
+prompts = default_prompts(64, "models/llama3-8b-dummy")
+frame = perf_analyzer.run(read_state().endpoints.grpc_address, PIPELINE_MODEL, concurrency=levels, max_tokens=300,
                           prompts=prompts, out_dir=out / "perf_analyzer", measurement_interval_ms=8000,
                           prompt_is_formatted=True)
 frame.to_csv(out / "perf_analyzer.csv", index=False)

@@ -23,10 +23,10 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kit.config import BLOCKING_MODEL, LLM_MODEL, PIPELINE_MODEL
+from kit.detached import read_state, status
 from kit.exceptions import KitError, ServerError, exit_with
 from kit.perf import load
 from kit.perf.prompts import default_prompts
-from kit.server import read_state, status
 
 
 def ints(text: str) -> list[int]:
@@ -54,7 +54,7 @@ def main() -> None:
     if not args.grpc_url and not state:
         raise ServerError("no detached server: start one (`python -m kit serve --params params/gpu-bench.yaml "
                           "--detach`) or pass --grpc-url")
-    grpc_url = args.grpc_url or state["grpc_url"]
+    grpc_url = args.grpc_url or state.endpoints.grpc_address
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     prompts = default_prompts(max(args.concurrency) * args.rounds, args.tokenizer)
@@ -67,10 +67,10 @@ def main() -> None:
         if args.grpc_url:
             return True  # not the detached server: nothing to ask
         report = status()
-        if not report["ready"]:
-            print(f"stopping before max_tokens={max_tokens} concurrency={concurrency}: {report['message']}",
+        if not report.ready:
+            print(f"stopping before max_tokens={max_tokens} concurrency={concurrency}: {report.message}",
                   flush=True)
-        return report["ready"]
+        return report.ready
 
     common = dict(max_tokens_list=args.max_tokens, prompts=prompts, progress=False, timeout_s=args.timeout,
                   before_level=server_ok)

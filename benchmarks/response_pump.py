@@ -75,7 +75,7 @@ def main() -> None:
         for mode, senders in (("inline", "0"), ("pump", os.environ.get("KIT_RESPONSE_SENDERS", "2"))):
             print(f"{mode}: starting a server with KIT_RESPONSE_SENDERS={senders}", flush=True)
             with Server(repo, env={"KIT_RESPONSE_SENDERS": senders}) as server:
-                results[mode] = measure(server.endpoints.grpc_url, args.repeats, prompts)
+                results[mode] = measure(server.endpoints.grpc_address, args.repeats, prompts)
     table = []
     for label, *_ in LEVELS:
         row = {"endpoint": label}

@@ -25,12 +25,14 @@ from kit.exceptions import KitError, exit_with
 
 
 def _serve(args) -> int:
+    from kit import detached
     from kit import server as srv
+    from kit.paths import state_path
 
-    state = srv.read_state()
-    if args.detach and state and srv.status(state).get("ready"):
-        print(f"a server is already running (pid {state['pid']}):")
-        _print_urls(state)
+    state = detached.read_state()
+    if args.detach and state and detached.status(state).ready:
+        print(f"a server is already running (pid {state.pid}):")
+        _print_addresses(state)
         return 0
     from kit.deployment import ensure_repository
 
@@ -49,32 +51,36 @@ def _serve(args) -> int:
         from kit.openai.service import OpenAIService
 
         try:
-            api = OpenAIService(server.endpoints.grpc_url, host=args.host, port=args.openai_port,
+            api = OpenAIService(server.endpoints.grpc_address, host=args.host, port=args.openai_port,
                                 workers=args.openai_workers).start()
         except BaseException:
             server.stop()
             raise
-    extra = api.record() if api else {}
-    record = {**server.record(), **extra}
+    record = detached.ServerState.of(server, api)
     if args.detach:
-        path = srv.write_state(server, extra=extra)
+        path = detached.write_state(record)
         server.process = None  # leave it running: `python -m kit stop` ends it
         if api:
             api.process = None
-        _print_urls(record)
+        _print_addresses(record)
         print(f"detached; state in {path}; stop with `python -m kit stop`")
         return 0
-    _print_urls(record)
+    _print_addresses(record)
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     supervisor = None
-    recorded = lambda: (srv.read_state() or {}).get("supervisor_pid") == os.getpid()  # noqa: E731
+
+    def recorded() -> bool:
+        state = detached.read_state()
+        return state is not None and state.supervisor_pid == os.getpid()
+
     if not args.no_supervise:
         from kit.supervisor import Supervisor
 
         def record_state(server) -> None:
             if args.write_state:
-                srv.write_state(server, extra, supervisor_pid=os.getpid(), health_url=supervisor.health_url)
+                detached.write_state(detached.ServerState.of(server, api, supervisor_pid=os.getpid(),
+                                                             health_port=supervisor.port))
 
         supervisor = Supervisor(server, host=args.host, port=args.health_port or 0,
                                 on_state_change=record_state).start()
@@ -98,7 +104,7 @@ def _serve(args) -> int:
             supervisor.stop()
         server.stop(drain=True)
         if args.write_state and recorded():
-            srv.state_path().unlink(missing_ok=True)
+            state_path().unlink(missing_ok=True)
     return 0
 
 
@@ -106,7 +112,8 @@ def _serve_detached_supervised(args, repo: Path) -> int:
     """Run ``kit serve`` (supervised) in a session of its own; return once it recorded a ready server."""
     import subprocess
 
-    from kit import server as srv
+    from kit import detached
+    from kit.paths import new_log
 
     command = [sys.executable, "-m", "kit", "serve", "--repository", str(repo), "--write-state",
                "--host", args.host, "--timeout", str(args.timeout)]
@@ -116,7 +123,7 @@ def _serve_detached_supervised(args, repo: Path) -> int:
             command += [flag, str(value)]
     if args.openai:
         command += ["--openai", "--openai-port", str(args.openai_port), "--openai-workers", str(args.openai_workers)]
-    log = srv.kit_dir() / "logs" / f"supervisor-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    log = new_log("supervisor")
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent),
                                                                      os.environ.get("PYTHONPATH")]))}
@@ -125,10 +132,9 @@ def _serve_detached_supervised(args, repo: Path) -> int:
                                  start_new_session=True, env=env)
     deadline = time.monotonic() + args.timeout + 60
     while time.monotonic() < deadline:
-        state = srv.read_state() or {}
-        if state.get("supervisor_pid") == child.pid:
-            _print_urls(state)
-            print(f"  {'health':12} {state['health_url']}")
+        state = detached.read_state()
+        if state and state.supervisor_pid == child.pid:
+            _print_addresses(state)
             print(f"detached, supervised (pid {child.pid}, log {log}); stop with `python -m kit stop`")
             return 0
         if child.poll() is not None:
@@ -139,40 +145,40 @@ def _serve_detached_supervised(args, repo: Path) -> int:
     raise KitError(f"the server was not ready after {args.timeout:.0f}s; see {log}")
 
 
-def _print_urls(record: dict) -> None:
-    for key in ("http_url", "grpc_url", "metrics_url", "openai_url", "repository", "log"):
-        if key in record:
-            print(f"  {key:12} {record[key]}")
+def _print_addresses(state) -> None:
+    """A :class:`kit.detached.ServerState`'s addresses, one per line."""
+    for name, value in state.addresses().items():
+        print(f"  {name:12} {value}")
 
 
 def _status(args) -> int:
-    from kit import server as srv
+    from kit import detached
 
-    report = srv.status()
+    report = detached.status()
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(report.to_dict(), indent=2))
     else:
-        print(report["message"])
-        for model in report.get("models", []):
+        print(report.message)
+        for model in report.models:
             print(f"  {model['name']:24} {model.get('state', '?'):12} {model.get('reason', '')}")
-        for line in report.get("errors", []):
+        for line in report.errors:
             print(f"  log: {line}")
-    return 0 if report.get("ready") else 1
+    return 0 if report.ready else 1
 
 
 def _stop(args) -> int:
-    from kit import server as srv
+    from kit import detached
 
-    print("stopped" if srv.stop_detached(drain=True) else "no detached server was running")
+    print("stopped" if detached.stop_detached(drain=True) else "no detached server was running")
     return 0
 
 
 def _restart(args) -> int:
-    from kit import server as srv
+    from kit import detached
 
-    server = srv.restart_detached(timeout=args.timeout)
+    detached.restart_detached(timeout=args.timeout)
     print("restarted:")
-    _print_urls(server.record())
+    _print_addresses(detached.read_state())
     return 0
 
 
@@ -367,7 +373,7 @@ def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="results folder (default reports/bench/<timestamp>)")
     parser.add_argument("--params", default=None,
                         help="YAML parameters of the deployment to start when no server is running")
-    parser.add_argument("--grpc-url", default=None, help="measure this running server (grpc://host:port)")
+    parser.add_argument("--grpc-url", default=None, help="measure this running server (host:port of its gRPC endpoint)")
     parser.add_argument("--no-guard-bench", action="store_true", help="skip the guard vs better_profanity benchmark")
     parser.add_argument("--perf-analyzer", action="store_true",
                         help="also run one perf_analyzer concurrency sweep through the pipeline")

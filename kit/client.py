@@ -24,6 +24,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from kit import contract
 from kit.config import LLM_MODEL, PIPELINE_MODEL
+from kit.endpoints import to_grpc_address
 from kit.exceptions import InferenceError, RequestError, ServerError
 
 DEFAULT_TIMEOUT_S = 300.0
@@ -197,11 +198,15 @@ def is_final(result) -> bool:
 
 
 class Client:
-    """Talks to one server; ``model`` defaults to the guarded pipeline."""
+    """Talks to one server; ``model`` defaults to the guarded pipeline.
+
+    ``grpc_url`` is the gRPC endpoint's ``host:port`` (``grpc://host:port`` is accepted too);
+    ``http_url`` (``http://host:port``) is needed for ``protocol="http"``.
+    """
 
     def __init__(
         self,
-        grpc_url: str = "grpc://127.0.0.1:8001",
+        grpc_url: str = "127.0.0.1:8001",
         http_url: str | None = None,
         *,
         model: str = PIPELINE_MODEL,
@@ -212,7 +217,7 @@ class Client:
             raise ValueError("protocol must be 'grpc' or 'http'")
         if protocol == "http" and not http_url:
             raise ValueError("protocol='http' needs http_url")
-        self.grpc_target = grpc_url.removeprefix("grpc://")
+        self.grpc_address = to_grpc_address(grpc_url)
         self.http_url = http_url
         self.model = model
         self.protocol = protocol
@@ -221,12 +226,12 @@ class Client:
     @classmethod
     def from_state(cls, **kwargs) -> "Client":
         """A client for the detached server recorded by ``python -m kit serve --detach``."""
-        from kit.server import read_state
+        from kit.detached import read_state
 
         state = read_state()
         if not state:
             raise ServerError("no server is running: start one with `python -m kit serve --detach`")
-        return cls(state["grpc_url"], state["http_url"], **kwargs)
+        return cls(state.endpoints.grpc_address, state.endpoints.http_url, **kwargs)
 
     # ------------------------------------------------------------------ public API
     def stream(self, prompt: str, *, model: str | None = None, **options) -> Iterator[Delta]:
@@ -274,7 +279,7 @@ class Client:
         from tritonclient.utils import InferenceServerException
 
         answers: queue.Queue = queue.Queue()
-        client = grpcclient.InferenceServerClient(self.grpc_target)
+        client = grpcclient.InferenceServerClient(self.grpc_address)
         try:
             client.start_stream(callback=lambda result, error: answers.put((result, error)))
             client.async_stream_infer(

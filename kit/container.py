@@ -35,7 +35,7 @@ Other subcommands: ``download`` (only step 2: the Kubernetes init container),
 (exit 0 when the URL answers 200 and every model has as many live Python stubs
 as its config asks for: compose's and the image's health check, Kubernetes'
 readiness and liveness probes) and ``check-image`` (run at image build time:
-can the guard models import?).
+can the guard models import? :func:`kit.image.check_image`).
 
 The token is never printed, logged, put into an error message or written to disk.
 """
@@ -43,44 +43,29 @@ The token is never printed, logged, put into an error message or written to disk
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import shlex
 import shutil
 import sys
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from kit.config import DeploymentConfig
 from kit import launcher
+from kit.config import DeploymentConfig
 from kit.exceptions import ConfigError, KitError, SetupError, exit_with
+from kit.health import LIVE_PATH, READY_PATH, missing_stubs, probe, repository_index
 from kit.processes import processes, stub_command_lines
-from kit.server import missing_stubs, repository_index
 from kit.weights import LLAMA3_REPO_ID, TOKEN_VARIABLES, download_model, is_complete, local_dir_for
 
 HTTP_PORT = 8000
 GRPC_PORT = 8001
 METRICS_PORT = 8002
-READY_URL = f"http://localhost:{HTTP_PORT}/v2/health/ready"
-LIVE_URL = f"http://localhost:{HTTP_PORT}/v2/health/live"
+READY_URL = f"http://localhost:{HTTP_PORT}{READY_PATH}"
+LIVE_URL = f"http://localhost:{HTTP_PORT}{LIVE_PATH}"
 
 DEFAULT_MODELS_DIR = "/models"
 DEFAULT_REPOSITORY = "/tmp/model_repository"
-
-# Modules the guard and pipeline models import inside Triton's Python stub
-# (besides triton_python_backend_utils, which only exists there).
-GUARD_MODULES = (
-    "better_profanity",
-    "numpy",
-    "kit.guardrails",
-    "kit.pipeline",
-    "kit.sampling",
-    "kit.triton_models",
-)
 
 Progress = Callable[[str], None]
 
@@ -330,7 +315,7 @@ def serve(
     (execvpe or os.execvpe)(binary, command, server_environment())
 
 
-# --------------------------------------------------------------------------- health and image checks
+# --------------------------------------------------------------------------- health
 
 
 def healthcheck(
@@ -348,13 +333,9 @@ def healthcheck(
     ``config.pbtxt``, as ``kit status`` does: a container or pod that lost one is unhealthy
     and gets restarted.
     """
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            status = resp.status
-    except urllib.error.HTTPError as exc:
-        status = exc.code
-    except (urllib.error.URLError, OSError) as exc:
-        print(f"unhealthy: {url}: {getattr(exc, 'reason', exc)}")
+    status, why = probe(url, timeout)
+    if status == 0:
+        print(f"unhealthy: {url}: {why}")
         return 1
     if status != 200:
         print(f"unhealthy: {url} answered {status}")
@@ -367,55 +348,6 @@ def healthcheck(
         return 1
     print(f"healthy: {url} answered {status}; every model has its stubs")
     return 0
-
-
-def check_image(
-    modules: Sequence[str] = GUARD_MODULES,
-    *,
-    allow_numpy2: bool | None = None,
-    which: Callable[[str], str | None] = shutil.which,
-    backends_dir: Path = Path("/opt/tritonserver/backends"),
-) -> list[str]:
-    """Verify the image can serve the repository; return one line per fact, raise SetupError otherwise.
-
-    numpy must be < 2 unless ``KIT_ALLOW_NUMPY2=1``: Triton's Python backend of
-    the 2.5x releases lists numpy 2 as a known issue (BYTES tensors, which every
-    text tensor of this pipeline is, failed to deserialize).
-    """
-    problems: list[str] = []
-    facts: list[str] = []
-    for name in modules:
-        try:
-            importlib.import_module(name)
-        except Exception as exc:  # noqa: BLE001 - report every broken import at once
-            problems.append(f"cannot import {name}: {exc}")
-    try:
-        import numpy
-    except ImportError:
-        numpy = None
-    if numpy is not None:
-        facts.append(f"numpy {numpy.__version__}")
-        if allow_numpy2 is None:
-            allow_numpy2 = os.environ.get("KIT_ALLOW_NUMPY2") == "1"
-        if int(numpy.__version__.split(".")[0]) >= 2 and not allow_numpy2:
-            problems.append(
-                f"numpy {numpy.__version__} is installed; the guard models need numpy<2 in Triton's "
-                "Python backend: choose a base image with numpy 1.x, add `numpy<2` to the pip install "
-                "in docker/Dockerfile, or build with KIT_ALLOW_NUMPY2=1 if this Triton release supports it"
-            )
-    for dist in ("vllm", "transformers", "better-profanity"):
-        try:
-            facts.append(f"{dist} {metadata.version(dist)}")
-        except metadata.PackageNotFoundError:
-            facts.append(f"{dist} not installed")
-    if which("tritonserver") is None:
-        problems.append("tritonserver is not on PATH")
-    for backend in ("python", "vllm"):
-        if not (backends_dir / backend).is_dir():
-            problems.append(f"Triton backend {backend!r} missing under {backends_dir}")
-    if problems:
-        raise SetupError("the image cannot serve the kit's repository:\n  " + "\n  ".join(problems))
-    return facts
 
 
 # --------------------------------------------------------------------------- CLI
@@ -444,6 +376,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if action == "healthcheck":
             return healthcheck(args.url or (LIVE_URL if args.live else READY_URL))
         if action == "check-image":
+            from kit.image import check_image
+
             for fact in check_image():
                 _say(fact)
             _say("image check passed")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 STATE_FILE = "server.json"
@@ -18,9 +19,9 @@ def kit_dir() -> Path:
     return Path(os.environ.get("KIT_STATE_DIR", project_root() / ".kit"))
 
 
-def logs_dir() -> Path:
-    """Server and supervisor logs."""
-    return kit_dir() / "logs"
+def new_log(kind: str) -> Path:
+    """A fresh log file's path, ``<kit_dir>/logs/<kind>-<YYYYmmdd-HHMMSS>-<pid>.log`` (the folder is not created)."""
+    return kit_dir() / "logs" / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
 
 
 def state_path() -> Path:

@@ -62,6 +62,20 @@ def command_line(pid: int) -> str | None:
         return None
 
 
+def session_of(pid: int) -> int | None:
+    """The session ``pid`` belongs to (its leader's pid), None when it is gone."""
+    fields = _stat(pid)
+    return int(fields[3]) if fields and len(fields) > 3 else None
+
+
+def environment(pid: int) -> list[str] | None:
+    """``pid``'s environment as ``NAME=value`` strings, None when it is gone or not this user's."""
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return None
+
+
 def stub_command_lines(pids) -> list[str]:
     """The command lines of the Triton Python stubs among ``pids`` (one stub per model instance)."""
     return [line for line in map(command_line, pids) if line and STUB_BINARY in line]

@@ -13,7 +13,7 @@ What was measured on the CPU default (tiny model, two pipeline instances):
 
 So :class:`Supervisor` restarts. It polls every :attr:`~Supervisor.interval_s` seconds:
 the server process, the repository index, and each model's live stubs against its
-config's instance count (:func:`kit.server.missing_stubs`, the check ``kit status`` runs),
+config's instance count (:func:`kit.health.missing_stubs`, the check ``kit status`` runs),
 and serves on its own port
 
 * ``/health``: 200 while the server is ready and every stub lives, else 503, with a
@@ -33,8 +33,9 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, make_wsgi_app
 
-from kit.processes import session_processes, stub_command_lines
-from kit.server import READY_TIMEOUT_S, Server, is_ready, missing_stubs, repository_index
+from kit.endpoints import connect_host
+from kit.health import lost_stubs, readiness
+from kit.server import READY_TIMEOUT_S, Server
 
 INTERVAL_S = 1.0
 
@@ -59,10 +60,11 @@ def check(server: Server) -> dict[str, str]:
     if server.process is None or server.process.poll() is not None:
         code = server.process.poll() if server.process else None
         return {"server": f"tritonserver is not running (exit code {code})"}
-    models = repository_index(server.endpoints.http_url)
-    problems = missing_stubs(server.repository, models, stub_command_lines(session_processes(server.pid)))
-    if not problems and not (models and is_ready(server.endpoints.http_url)):
-        problems["server"] = "not ready: " + (", ".join(f"{m['name']} {m.get('state')}" for m in models) or "no answer")
+    look = readiness(server.endpoints.http_url)
+    problems = lost_stubs(server.pid, server.repository, look.models)
+    if not problems and not look.ready:
+        problems["server"] = "not ready: " + (", ".join(f"{m['name']} {m.get('state')}" for m in look.models)
+                                              or "no answer")
     return problems
 
 
@@ -102,7 +104,8 @@ class Supervisor:
         self._lock = threading.Lock()  # one restart at a time, never during stop()
         self._metrics_app = make_wsgi_app(self.registry)
         self.http = make_server(host, port, self._app, server_class=_ThreadingWSGIServer, handler_class=_Quiet)
-        self.health_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{self.http.server_port}/health"
+        self.port = self.http.server_port
+        self.health_url = f"http://{connect_host(host)}:{self.port}/health"
         self._threads = [threading.Thread(target=self.http.serve_forever, name="kit-health", daemon=True),
                          threading.Thread(target=self._watch, name="kit-supervisor", daemon=True)]
 

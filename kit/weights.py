@@ -343,7 +343,8 @@ def build_dummy_llama3(out_dir: Path | None = None) -> Path:
     token decodes to visible text (pseudo-words) and the guard sees a
     realistic stream of characters.
     """
-    from tokenizers import Tokenizer, decoders, models as tok_models, pre_tokenizers
+    from tokenizers import Tokenizer, decoders, pre_tokenizers
+    from tokenizers import models as tok_models
     from transformers import PreTrainedTokenizerFast
 
     out_dir = Path(out_dir or default_models_dir() / "llama3-8b-dummy")

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from kit import metrics
+from kit import health, metrics
 from kit.client import Client
 from kit.config import LLM_MODEL, PIPELINE_MODEL
+from kit.endpoints import to_grpc_address
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,15 +24,15 @@ ROOT = Path(__file__).resolve().parent.parent
 class ServerHandle:
     """What tests need of a running server: URLs, clients, statistics, metrics."""
 
-    def __init__(self, http_url: str, grpc_url: str, metrics_url: str, repository: Path | None, server=None):
+    def __init__(self, http_url: str, grpc_address: str, metrics_url: str, repository: Path | None, server=None):
         self.http_url = http_url
-        self.grpc_url = grpc_url
+        self.grpc_address = to_grpc_address(grpc_address)  # host:port; KIT_TEST_GRPC_URL may say grpc://
         self.metrics_url = metrics_url
         self.repository = repository
         self.server = server
 
     def client(self, model: str = PIPELINE_MODEL, **kwargs) -> Client:
-        return Client(self.grpc_url, self.http_url, model=model, **kwargs)
+        return Client(self.grpc_address, self.http_url, model=model, **kwargs)
 
     def inference_count(self, model: str = LLM_MODEL) -> int:
         with urllib.request.urlopen(f"{self.http_url}/v2/models/{model}/stats", timeout=10) as resp:
@@ -47,11 +48,7 @@ class ServerHandle:
         return metrics.total(metrics.scrape(self.metrics_url), name, **labels)
 
     def ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.http_url}/v2/health/ready", timeout=5) as resp:
-                return resp.status == 200
-        except OSError:
-            return False
+        return health.is_ready(self.http_url, timeout=5)
 
 
 SAMPLE_MODEL = "tiny_lora"
@@ -120,7 +117,7 @@ def server(tmp_path_factory, tiny_model) -> ServerHandle:
     srv = Server(repo)  # log under .kit/logs/, kept after the run
     srv.start()
     try:
-        yield ServerHandle(srv.endpoints.http_url, srv.endpoints.grpc_url, srv.endpoints.metrics_url, repo, srv)
+        yield ServerHandle(srv.endpoints.http_url, srv.endpoints.grpc_address, srv.endpoints.metrics_url, repo, srv)
     finally:
         srv.stop()
 
@@ -140,5 +137,5 @@ def openai_url(server) -> str:
         return
     from kit.openai.service import OpenAIService
 
-    with OpenAIService(server.grpc_url, env={"KIT_OPENAI_API_KEY": OPENAI_TEST_KEY}) as api:
+    with OpenAIService(server.grpc_address, env={"KIT_OPENAI_API_KEY": OPENAI_TEST_KEY}) as api:
         yield api.url

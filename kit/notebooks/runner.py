@@ -40,6 +40,8 @@ from kit.notebooks.parameters import (
     notebook_path,
     split_parameters,
 )
+from kit.paths import state_path
+from kit.processes import STUB_BINARY, command_line, environment, kill_session, pid_alive, processes, session_of
 from kit.weights import project_root
 
 RUN_ID_VARIABLE = "KIT_DEMO_RUN"
@@ -245,57 +247,49 @@ def run_one(
 
 def _running_server_pid() -> int | None:
     """The pid of the detached server recorded in the state folder, when its process is alive."""
-    from kit import server as srv
+    from kit.detached import read_state
 
-    state = srv.read_state()
-    if state and srv.pid_alive(state.get("pid")):
-        return state.get("pid")
-    return None
+    state = read_state()
+    return state.pid if state and pid_alive(state.pid) else None
 
 
-_SERVER_PROCESSES = (b"tritonserver", b"triton_python_backend_stub")
+_SERVER_PROCESSES = ("tritonserver", STUB_BINARY)
 
 
 def _tagged_sessions(tag: str) -> list[int]:
     """Process sessions holding a Triton server (or the backend stubs it left) started with
     ``KIT_DEMO_RUN=<tag>`` in the environment: what this run started, and nothing else."""
-    needle = f"{RUN_ID_VARIABLE}={tag}".encode()
+    needle = f"{RUN_ID_VARIABLE}={tag}"
     own = os.getsid(0)
     found = set()
-    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
-        if not entry.name.isdigit():
+    for pid in processes() if Path("/proc").is_dir() else ():
+        line = command_line(pid)
+        if not line or not line.split(" ", 1)[0].endswith(_SERVER_PROCESSES):
             continue
-        try:
-            argv0 = (entry / "cmdline").read_bytes().split(b"\0", 1)[0]
-            if not argv0.endswith(_SERVER_PROCESSES):
-                continue
-            if needle not in (entry / "environ").read_bytes().split(b"\0"):
-                continue
-            fields = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
-        except OSError:
+        if needle not in (environment(pid) or ()):
             continue
-        sid = int(fields[3])
-        if sid != own:
+        sid = session_of(pid)
+        if sid is not None and sid != own:
             found.add(sid)
     return sorted(found)
 
 
 def _stop_servers_of_this_run(tag: str, before_pid: int | None, log: Callable[[str], None]) -> None:
     """Stop the server this run started (if any); never the one that was running before it."""
-    from kit import server as srv
+    from kit.detached import read_state, stop_detached
 
-    state = srv.read_state()
-    pid = state.get("pid") if state else None
-    if pid and pid != before_pid and srv.pid_alive(pid):
+    state = read_state()
+    pid = state.pid if state else None
+    if pid and pid != before_pid and pid_alive(pid):
         log(f"stopping the server this run started (pid {pid})")
-        srv.stop_detached()
+        stop_detached()
     elif pid and pid != before_pid:
-        srv.state_path().unlink(missing_ok=True)  # a dead server's record
+        state_path().unlink(missing_ok=True)  # a dead server's record
     for sid in _tagged_sessions(tag):  # started, but interrupted before its record was written
         if sid != before_pid:
             log(f"stopping the processes of a server this run started (session {sid})")
             with contextlib.suppress(KitError):
-                srv.kill_session(sid)
+                kill_session(sid)
 
 
 @contextlib.contextmanager

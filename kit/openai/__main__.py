@@ -1,4 +1,4 @@
-"""``python -m kit.openai --grpc-url grpc://127.0.0.1:8001 [--host H] [--port P] [--workers N]``: the service alone."""
+"""``python -m kit.openai --grpc-url 127.0.0.1:8001 [--host H] [--port P] [--workers N]``: the service alone."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ TOKENIZER_VARIABLE = "KIT_OPENAI_TOKENIZER"
 
 def app_from_environment():
     """The application as each uvicorn worker process builds it (settings from the environment)."""
-    from kit.weights import read_secret
     from kit.openai.app import API_KEY_VARIABLES, Settings, create_app
+    from kit.weights import read_secret
 
     return create_app(Settings(grpc_url=os.environ[GRPC_URL_VARIABLE], api_key=read_secret(API_KEY_VARIABLES),
                                tokenizer=os.environ.get(TOKENIZER_VARIABLE) or None))
@@ -23,7 +23,7 @@ def app_from_environment():
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m kit.openai", description=__doc__.splitlines()[0])
-    p.add_argument("--grpc-url", default="grpc://127.0.0.1:8001", help="Triton's gRPC endpoint")
+    p.add_argument("--grpc-url", default="127.0.0.1:8001", help="Triton's gRPC endpoint, host:port (or grpc://host:port)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
     p.add_argument("--tokenizer", default=None,

@@ -56,7 +56,7 @@ class Settings:
     ``tokenizer`` parameter, read from Triton). ``api_key``: None serves everyone.
     """
 
-    grpc_url: str = "grpc://127.0.0.1:8001"
+    grpc_url: str = "127.0.0.1:8001"  # host:port (grpc://host:port is accepted too)
     api_key: str | None = None
     tokenizer: str | None = None
 

@@ -1,7 +1,7 @@
 """Running the OpenAI service as a process of its own, beside a Triton server.
 
 ``python -m kit serve --openai`` starts one after Triton is ready; a detached one is
-recorded in ``.kit/server.json`` (``openai_pid``, ``openai_url``) and ended by
+recorded in ``.kit/server.json`` (``openai_pid``, ``openai_port``: :class:`kit.detached.ServerState`) and ended by
 ``python -m kit stop``. The process runs in its own session, like the server, so stopping
 it leaves nothing behind.
 """
@@ -11,13 +11,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Mapping
-
-from kit.exceptions import ServerError
 
 DEFAULT_PORT = 9000
 READY_TIMEOUT_S = 120.0
@@ -26,20 +21,20 @@ READY_TIMEOUT_S = 120.0
 class OpenAIService:
     """``python -m kit.openai`` for the Triton server at ``grpc_url``.
 
-    >>> with OpenAIService("grpc://127.0.0.1:8001") as api:   # doctest: +SKIP
+    >>> with OpenAIService("127.0.0.1:8001") as api:   # doctest: +SKIP
     ...     print(api.url)                                   # http://127.0.0.1:9000/v1
     """
 
     def __init__(self, grpc_url: str, *, host: str = "127.0.0.1", port: int | None = None,
                  log_file: Path | str | None = None, env: Mapping[str, str] | None = None,
                  tokenizer: str | None = None, workers: int = 1):
-        from kit.server import free_port, kit_dir
+        from kit.endpoints import free_port
+        from kit.paths import new_log
 
         self.grpc_url = grpc_url
         self.host = host
         self.port = port or free_port()
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        self.log_file = Path(log_file) if log_file else kit_dir() / "logs" / f"openai-{stamp}-{os.getpid()}.log"
+        self.log_file = Path(log_file) if log_file else new_log("openai")
         self.extra_env = dict(env or {})
         self.tokenizer = tokenizer
         self.workers = workers
@@ -47,8 +42,9 @@ class OpenAIService:
 
     @property
     def base_url(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
-        return f"http://{host}:{self.port}"
+        from kit.endpoints import connect_host
+
+        return f"http://{connect_host(self.host)}:{self.port}"
 
     @property
     def url(self) -> str:
@@ -61,7 +57,7 @@ class OpenAIService:
         return cmd + (["--tokenizer", self.tokenizer] if self.tokenizer else [])
 
     def start(self, timeout: float = READY_TIMEOUT_S) -> "OpenAIService":
-        from kit.server import kit_pythonpath
+        from kit.installation import kit_pythonpath
 
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
@@ -79,19 +75,10 @@ class OpenAIService:
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
         """Block until ``/health`` says ready (Triton and both models); raise with the log's tail."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process is not None and self.process.poll() is not None:
-                raise ServerError(self._explain(f"the OpenAI service exited with code {self.process.returncode}"))
-            try:
-                with urllib.request.urlopen(self.base_url + "/health", timeout=5) as resp:
-                    if resp.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                raise ServerError(self._explain(f"the OpenAI service was not ready after {timeout:.0f}s"))
-            time.sleep(0.3)
+        from kit.health import wait_for_service
+
+        wait_for_service(self.base_url + "/health", self.process, timeout, "the OpenAI service",
+                         explain=self._explain, interval_s=0.3)
 
     def _explain(self, what: str) -> str:
         text = self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
@@ -99,7 +86,7 @@ class OpenAIService:
         return f"{what}\n{tail}\nfull log: {self.log_file}"
 
     def stop(self) -> None:
-        from kit.server import kill_session
+        from kit.processes import kill_session
 
         if self.process is None:
             return
@@ -113,11 +100,6 @@ class OpenAIService:
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
-
-    def record(self) -> dict:
-        """What ``.kit/server.json`` keeps of a detached service."""
-        return {"openai_pid": self.pid, "openai_url": self.url, "openai_workers": self.workers,
-                "openai_log": str(self.log_file)}
 
     def __enter__(self) -> "OpenAIService":
         if self.process is None:

@@ -20,6 +20,7 @@ from typing import Any, AsyncIterator, Mapping
 
 from kit.client import OPTIONAL_OUTPUTS, delta_from_result, grpc_inputs, is_final
 from kit.config import LLM_MODEL, PIPELINE_MODEL
+from kit.endpoints import to_grpc_address
 from kit.exceptions import TritonError
 
 EMPTY_FINAL_PARAMETER = "triton_enable_empty_final_response"
@@ -108,7 +109,7 @@ class TritonModels:
     """The Triton server behind the service (``host:port`` of its gRPC endpoint)."""
 
     def __init__(self, grpc_url: str):
-        self.target = grpc_url.removeprefix("grpc://")
+        self.target = to_grpc_address(grpc_url)
         self._client = None
         self._info: dict[str, ModelInfo] = {}
 

@@ -10,7 +10,7 @@ requests, so a busy neighbour on a shared machine disturbs them alike:
 
 The table (:data:`kit.perf.load.SWEEP_COLUMNS`) is followed by the guard benchmark's speed-up,
 the guard's cost on the server (its counters on Triton's metrics port, read before and after),
-the project's goals (met or not) and, last, one line per headline ratio (:class:`Ratio` records).
+the project's goals (met or not) and, last, one line per headline ratio (:class:`kit.perf.headline.Ratio`).
 ``sweep.csv``, ``requests.csv`` and ``summary.json`` are written to ``--out``.
 
 The server: ``--grpc-url`` if given, else the detached one (``python -m kit serve --detach``),
@@ -24,7 +24,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +32,15 @@ import pandas as pd
 
 from kit import metrics
 from kit.config import BLOCKING_MODEL, LLM_MODEL, PIPELINE_MODEL
+from kit.endpoints import to_grpc_address
 from kit.perf import load
+from kit.perf.headline import goals, median_ratios
 from kit.perf.prompts import default_prompts
 
 ENDPOINTS = {"direct": LLM_MODEL, "pipeline": PIPELINE_MODEL, "blocking": BLOCKING_MODEL}
 DEFAULT_CONCURRENCY = (1, 8, 48)
 DEFAULT_MAX_TOKENS = 64
 QUICK_MAX_TOKENS = 32
-GOAL_THROUGHPUT = 0.9  # pipeline ≥ 0.9 × direct output tokens/s
-GOAL_TTFT_MS = 5.0  # pipeline TTFT p50 within 5 ms of direct
-GOAL_BLOCKING = 0.5  # blocking well under 0.5 × direct at concurrency 8
-GOAL_BLOCKING_CONCURRENCY = 8
 WARMUP = 2  # requests per endpoint before the measured levels (not measured)
 
 
@@ -96,45 +94,6 @@ class BenchSettings:
                 "quick": self.quick, "streams_per_process": self.streams_per_process, "repeats": self.repeats}
 
 
-@dataclass(frozen=True)
-class Ratio:
-    """One headline figure of a side-by-side run, at one concurrency level and token budget.
-
-    ``metric`` is ``throughput`` (``value`` = numerator's / denominator's output
-    tokens/s, a plain ratio) or ``ttft`` (``value`` = numerator's TTFT p50 minus
-    the denominator's, in ms). ``label`` is the sentence printed and saved. Over several
-    repeats (:func:`median_ratios`) ``value`` is the median and ``low``/``high`` the spread.
-    """
-
-    metric: str
-    numerator: str
-    denominator: str
-    concurrency: int
-    max_tokens: int
-    value: float
-    label: str = field(default="", compare=False)
-    low: float = field(default=math.nan, compare=False)
-    high: float = field(default=math.nan, compare=False)
-
-    @property
-    def where(self) -> str:
-        """The level, as the label ends: ``concurrency 8`` (``(max_tokens 64)`` added when several budgets ran)."""
-        return self.label.split(" at ", 1)[-1]
-
-    @property
-    def shown(self) -> str:
-        """The value as printed: a ratio with two decimals, a TTFT difference in signed ms; the spread
-        of the repeats follows in parentheses when there were several."""
-        form = "{:+.1f}" if self.metric == "ttft" else "{:.2f}"
-        unit = " ms" if self.metric == "ttft" else ""
-        spread = "" if math.isnan(self.low) else f" ({form.format(self.low)}…{form.format(self.high)}{unit})"
-        return form.format(self.value) + unit + spread
-
-    def text(self) -> str:
-        """``label: value``, the line the bench prints."""
-        return f"{self.label}: {self.shown}"
-
-
 # --------------------------------------------------------------------------- measuring
 
 
@@ -171,104 +130,13 @@ def compare(
                       rounds=rounds, streams_per_process=streams_per_process)
 
 
-def _row(summary: pd.DataFrame, endpoint: str, concurrency: int, max_tokens: int) -> pd.Series | None:
-    rows = summary[(summary["endpoint"] == endpoint) & (summary["concurrency"] == concurrency)
-                   & (summary["max_tokens"] == max_tokens)]
-    return None if rows.empty else rows.iloc[0]
-
-
-RATIO_PAIRS = (("throughput", "pipeline", "direct"), ("ttft", "pipeline", "direct"),
-               ("throughput", "blocking", "direct"), ("throughput", "pipeline", "blocking"))
-"""The headline figures, in the order printed: (metric, numerator, denominator)."""
-
-
-def ratios(summary: pd.DataFrame) -> list[Ratio]:
-    """Headline ratios per level (:data:`RATIO_PAIRS`): output tokens/s ratios and the pipeline-direct
-    TTFT p50 difference (ms); a missing endpoint gives no ratio."""
-    out: list[Ratio] = []
-    several = summary["max_tokens"].nunique() > 1
-    for max_tokens in sorted(summary["max_tokens"].unique()):
-        suffix = f" (max_tokens {max_tokens})" if several else ""
-        for concurrency in sorted(summary[summary["max_tokens"] == max_tokens]["concurrency"].unique()):
-            rows = {label: _row(summary, label, concurrency, max_tokens) for label in ENDPOINTS}
-            where = f"at concurrency {concurrency}{suffix}"
-            for metric, a, b in RATIO_PAIRS:
-                if rows[a] is None or rows[b] is None:
-                    continue
-                if metric == "ttft":
-                    value = float(rows[a]["ttft_p50_ms"] - rows[b]["ttft_p50_ms"])
-                    label = f"{a}-{b} TTFT p50 {where}"
-                else:
-                    value = _div(rows[a]["output_tokens_per_s"], rows[b]["output_tokens_per_s"])
-                    label = f"{a}/{b} throughput {where}"
-                out.append(Ratio(metric, a, b, int(concurrency), int(max_tokens), value, label))
-    return out
-
-
-def median_ratios(summaries: Sequence[pd.DataFrame]) -> list[Ratio]:
-    """The :func:`ratios` of several repeats of one comparison: per figure the median value, with the
-    lowest and highest as its spread, so that one noisy repeat can neither pass nor fail a goal."""
-    def key(r: Ratio) -> tuple:
-        return r.metric, r.numerator, r.denominator, r.concurrency, r.max_tokens
-
-    per_repeat = [{key(r): r for r in ratios(summary)} for summary in summaries]
-    out = []
-    for k, first in per_repeat[0].items():
-        values = sorted(found[k].value for found in per_repeat if k in found and not math.isnan(found[k].value))
-        if not values:
-            out.append(first)
-            continue
-        mid = len(values) // 2
-        median = values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
-        out.append(replace(first, value=median, low=values[0], high=values[-1]) if len(summaries) > 1
-                   else first)
-    return out
-
-
-def _div(a: float, b: float) -> float:
-    return float(a) / float(b) if b and not math.isnan(float(b)) else float("nan")
-
-
-def goals(summary: pd.DataFrame, found: Sequence[Ratio] | None = None) -> list[dict[str, Any]]:
-    """The project's performance goals, each with ``goal``, ``met`` and the figures behind it.
-
-    ``found`` are the ratios to judge (by default those of ``summary``; the bench passes the
-    medians of its repeats)."""
-    found = list(ratios(summary) if found is None else found)
-
-    def pick(metric: str, numerator: str) -> list[Ratio]:
-        """The ratios of one metric with ``numerator`` over the direct LLM."""
-        return [r for r in found if r.metric == metric and r.numerator == numerator and r.denominator == "direct"]
-
-    out = []
-    tput = pick("throughput", "pipeline")
-    if tput:
-        worst = min(tput, key=lambda r: r.value)
-        out.append({"goal": f"pipeline ≥ {GOAL_THROUGHPUT}× direct output tokens/s at every concurrency",
-                    "met": all(r.value >= GOAL_THROUGHPUT for r in tput),
-                    "detail": f"lowest {worst.shown} ({worst.where})"})
-    ttft = pick("ttft", "pipeline")
-    if ttft:
-        worst = max(ttft, key=lambda r: abs(r.value))
-        out.append({"goal": f"pipeline TTFT p50 within {GOAL_TTFT_MS:g} ms of direct at every concurrency",
-                    "met": all(abs(r.value) <= GOAL_TTFT_MS for r in ttft),
-                    "detail": f"largest difference {worst.shown} ({worst.where})"})
-    at = [r for r in pick("throughput", "blocking") if r.concurrency == GOAL_BLOCKING_CONCURRENCY]
-    if at:
-        value = at[0].value
-        out.append({"goal": f"blocking < {GOAL_BLOCKING}× direct output tokens/s at concurrency "
-                            f"{GOAL_BLOCKING_CONCURRENCY}",
-                    "met": value < GOAL_BLOCKING, "detail": f"{value:.2f}"})
-    return out
-
-
 # --------------------------------------------------------------------------- the server
 
 
 def _served(grpc_url: str) -> set[str]:
     import tritonclient.grpc as grpcclient
 
-    client = grpcclient.InferenceServerClient(grpc_url.removeprefix("grpc://"))
+    client = grpcclient.InferenceServerClient(to_grpc_address(grpc_url))
     try:
         return {name for name in ENDPOINTS.values() if _ready(client, name)}
     finally:
@@ -287,7 +155,7 @@ def _tokenizer_path(grpc_url: str) -> str | None:
     try:
         import tritonclient.grpc as grpcclient
 
-        client = grpcclient.InferenceServerClient(grpc_url.removeprefix("grpc://"))
+        client = grpcclient.InferenceServerClient(to_grpc_address(grpc_url))
         try:
             config = client.get_model_config(PIPELINE_MODEL, as_json=True)["config"]
         finally:
@@ -302,6 +170,7 @@ class _Target:
     """The server to measure: given, detached, or started here (and stopped by ``close``)."""
 
     def __init__(self, settings: BenchSettings):
+        from kit import detached
         from kit import server as srv
 
         self.server = None
@@ -309,10 +178,10 @@ class _Target:
         if settings.grpc_url:
             self.grpc_url, self.source = settings.grpc_url, f"given ({settings.grpc_url})"
             return
-        state = srv.read_state()
-        if state and srv.status(state).get("ready"):
-            self.grpc_url, self.source = state["grpc_url"], f"detached server (pid {state['pid']})"
-            self.metrics_url = state.get("metrics_url")
+        state = detached.read_state()
+        if state and detached.status(state).ready:
+            self.grpc_url, self.source = state.endpoints.grpc_address, f"detached server (pid {state.pid})"
+            self.metrics_url = state.endpoints.metrics_url
             if settings.params:
                 print(f"note: using the running detached server; --params {settings.params} is not applied to it",
                       file=sys.stderr)
@@ -325,7 +194,7 @@ class _Target:
         print(f"starting a server for {repo} (stopped when the bench ends)", file=sys.stderr)
         self.server = srv.Server(repo)
         self.server.start()
-        self.grpc_url, self.source = self.server.endpoints.grpc_url, f"started by the bench ({repo})"
+        self.grpc_url, self.source = self.server.endpoints.grpc_address, f"started by the bench ({repo})"
         self.metrics_url = self.server.endpoints.metrics_url
 
     def close(self) -> None:
@@ -486,4 +355,4 @@ def main(settings: BenchSettings) -> int:
     return rc
 
 
-__all__ = ["ENDPOINTS", "BenchSettings", "Ratio", "compare", "goals", "main", "median_ratios", "ratios"]
+__all__ = ["ENDPOINTS", "BenchSettings", "compare", "main"]

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from kit.client import Client
 from kit.config import PIPELINE_MODEL
 from kit.exceptions import InferenceError
+from kit.health import probe
 from kit.processes import model_stubs, session_processes
 from kit.server import Server
 
@@ -104,11 +105,7 @@ def session_rss_mib(server: Server) -> float:
 
 
 def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return resp.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
+    return probe(url, timeout=5)[0] == 200
 
 
 def _disconnect(server: Server, rng: random.Random) -> None:
@@ -138,7 +135,7 @@ def _cancel(server: Server) -> None:
 
     got = threading.Event()
     errors: list[str] = []
-    client = grpcclient.InferenceServerClient(server.endpoints.grpc_url.removeprefix("grpc://"))
+    client = grpcclient.InferenceServerClient(server.endpoints.grpc_address)
     try:
         client.start_stream(callback=lambda result, error: (errors.append(error.message()) if error else None,
                                                             got.set()))
@@ -155,8 +152,8 @@ def _cancel(server: Server) -> None:
 
 
 def _one(server: Server, kind: str, rng: random.Random, hang_s: float) -> None:
-    grpc = Client(server.endpoints.grpc_url, server.endpoints.http_url, timeout_s=hang_s)
-    http_client = Client(server.endpoints.grpc_url, server.endpoints.http_url, protocol="http", timeout_s=hang_s)
+    grpc = Client(server.endpoints.grpc_address, server.endpoints.http_url, timeout_s=hang_s)
+    http_client = Client(server.endpoints.grpc_address, server.endpoints.http_url, protocol="http", timeout_s=hang_s)
     tokens = rng.randint(4, 64)
     if kind == "stream":
         result = grpc.generate(f"soak {rng.random()}", stream=True, max_tokens=tokens, sampling={"ignore_eos": True})

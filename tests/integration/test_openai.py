@@ -47,7 +47,7 @@ def forced_banned(tiny_model) -> dict:
 def _model_outputs(server, model: str) -> set[str]:
     import tritonclient.grpc as grpcclient
 
-    client = grpcclient.InferenceServerClient(server.grpc_url.removeprefix("grpc://"))
+    client = grpcclient.InferenceServerClient(server.grpc_address)
     try:
         meta = client.get_model_metadata(model, as_json=True)
     finally:

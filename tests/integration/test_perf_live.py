@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from kit.config import LLM_MODEL, PIPELINE_MODEL
-from kit.perf import bench, load
+from kit.perf import bench, headline, load
 from kit.perf import perf_analyzer as pa
 from kit.perf.prompts import default_prompts
 
@@ -23,7 +23,7 @@ def prompts(tiny_model):
 
 def test_perf_analyzer_sweep_through_the_pipeline(server, prompts, tmp_path):
     """The real perf_analyzer measures the pipeline at concurrency 1 and 2 over gRPC streaming."""
-    df = pa.run(server.grpc_url, PIPELINE_MODEL, concurrency=[1, 2], max_tokens=MAX_TOKENS, prompts=prompts,
+    df = pa.run(server.grpc_address, PIPELINE_MODEL, concurrency=[1, 2], max_tokens=MAX_TOKENS, prompts=prompts,
                 out_dir=tmp_path, request_count=12, prompt_is_formatted=True)
     assert df["concurrency"].tolist() == [1, 2]
     assert (df["model"] == PIPELINE_MODEL).all() and (df["max_tokens"] == MAX_TOKENS).all()
@@ -41,7 +41,7 @@ def test_load_sweep_direct_and_pipeline(server, prompts, tmp_path):
     Concurrency 1 runs in this process, concurrency 2 in two client processes (one stream each).
     """
     per_request, summary = load.sweep(
-        server.grpc_url, {"direct": LLM_MODEL, "pipeline": PIPELINE_MODEL}, concurrencies=[1, 2],
+        server.grpc_address, {"direct": LLM_MODEL, "pipeline": PIPELINE_MODEL}, concurrencies=[1, 2],
         max_tokens_list=[MAX_TOKENS], requests_per_level=REQUESTS, prompts=prompts, out_dir=tmp_path,
         progress=False, warmup=1, streams_per_process=1)
     assert len(per_request) == 2 * 2 * REQUESTS
@@ -63,11 +63,11 @@ def test_load_sweep_direct_and_pipeline(server, prompts, tmp_path):
 
 def test_bench_compare_includes_the_blocking_pipeline(server, prompts):
     """The bench compares the three endpoints in one run and derives its ratios from real numbers."""
-    per_request, summary = bench.compare(server.grpc_url, concurrencies=[2], max_tokens=MAX_TOKENS, requests=2,
+    per_request, summary = bench.compare(server.grpc_address, concurrencies=[2], max_tokens=MAX_TOKENS, requests=2,
                                          prompts=prompts, progress=False, warmup=0)
     assert summary["endpoint"].tolist() == ["direct", "pipeline", "blocking"]
     assert (summary["errors"] == 0).all()
     assert per_request.groupby("endpoint")["output_tokens"].sum().to_dict() == {
         "blocking": 2 * MAX_TOKENS, "direct": 2 * MAX_TOKENS, "pipeline": 2 * MAX_TOKENS}
-    found = {(r.numerator, r.denominator): r.value for r in bench.ratios(summary) if r.metric == "throughput"}
+    found = {(r.numerator, r.denominator): r.value for r in headline.ratios(summary) if r.metric == "throughput"}
     assert found[("pipeline", "direct")] > 0 and found[("blocking", "direct")] > 0

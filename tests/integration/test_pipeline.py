@@ -79,7 +79,7 @@ def test_streaming_sends_deltas_and_a_final_response(server):
 
 def test_http_generate_stream_through_the_pipeline(server):
     """The pipeline also streams over HTTP server-sent events."""
-    client = Client(server.grpc_url, server.http_url, protocol="http")
+    client = Client(server.grpc_address, server.http_url, protocol="http")
     result = client.generate("HTTP streaming", stream=True, max_tokens=16, sampling={"ignore_eos": True})
     assert result.text and result.chunks > 1
     blocked = client.generate("what the fuck", max_tokens=8)
@@ -112,7 +112,7 @@ def test_max_tokens_input_wins_over_sampling_json(server):
 )
 def test_bad_input_gets_an_error_and_the_server_keeps_serving(server, inputs, message):
     """Each bad request is answered with an error that says what to fix; the next request works."""
-    client = Client(server.grpc_url)
+    client = Client(server.grpc_address)
     with pytest.raises(InferenceError, match=message):
         list(client._grpc_stream(PIPELINE_MODEL, inputs))
     assert server.client().generate("still there?", max_tokens=4).text
@@ -134,7 +134,7 @@ def test_cancelled_stream_cancels_the_llm_request(server):
     from kit.client import grpc_inputs, request_inputs
 
     got_first = threading.Event()
-    client = grpcclient.InferenceServerClient(server.grpc_url.removeprefix("grpc://"))
+    client = grpcclient.InferenceServerClient(server.grpc_address)
     client.start_stream(callback=lambda result, error: got_first.set())
     inputs = request_inputs(PIPELINE_MODEL, "long answer please", stream=True, max_tokens=1500,
                             sampling={"ignore_eos": True})
@@ -224,7 +224,7 @@ def test_blocking_variant_answers_the_same_way(server):
 def _postprocess(server, texts):
     import tritonclient.grpc as grpcclient
 
-    client = grpcclient.InferenceServerClient(server.grpc_url.removeprefix("grpc://"))
+    client = grpcclient.InferenceServerClient(server.grpc_address)
     data = np.array([[t] for t in texts], dtype=np.object_)
     tensor = grpcclient.InferInput("text_input", list(data.shape), "BYTES")
     tensor.set_data_from_numpy(data)

@@ -100,7 +100,7 @@ def test_16_cancelled_streams_leave_the_engine_idle(server):
     import tritonclient.grpc as grpcclient
 
     firsts = threading.Semaphore(0)
-    client = grpcclient.InferenceServerClient(server.grpc_url.removeprefix("grpc://"))
+    client = grpcclient.InferenceServerClient(server.grpc_address)
     seen = set()
 
     def on_response(result, error):
@@ -134,7 +134,7 @@ def test_cancelled_non_streaming_requests_stop_generating(server, model):
     import tritonclient.grpc as grpcclient
 
     answered = []
-    client = grpcclient.InferenceServerClient(server.grpc_url.removeprefix("grpc://"))
+    client = grpcclient.InferenceServerClient(server.grpc_address)
     client.start_stream(callback=lambda result, error: answered.append((result, error)))
     requests, max_tokens = 16, 1800  # ~29k tokens: far more than the engine makes before a cancellation lands
     inputs = request_inputs(model, "a very long answer", stream=False, max_tokens=max_tokens,
@@ -180,7 +180,7 @@ def test_grpc_client_disconnect_mid_stream_aborts_generation(server):
     import tritonclient.grpc as grpcclient
 
     got = threading.Event()
-    client = grpcclient.InferenceServerClient(server.grpc_url.removeprefix("grpc://"))
+    client = grpcclient.InferenceServerClient(server.grpc_address)
     client.start_stream(callback=lambda result, error: got.set())
     inputs = request_inputs(PIPELINE_MODEL, "long", stream=True, max_tokens=1800, sampling={"ignore_eos": True})
     client.async_stream_infer(PIPELINE_MODEL, grpc_inputs(inputs))
@@ -221,7 +221,7 @@ def _send_raw(server, model: str, values: dict) -> str:
 
     answers = []
     done = threading.Event()
-    client = grpcclient.InferenceServerClient(server.grpc_url.removeprefix("grpc://"))
+    client = grpcclient.InferenceServerClient(server.grpc_address)
     try:
         client.start_stream(callback=lambda result, error: (answers.append(error), done.set()))
         inputs = []
@@ -288,7 +288,7 @@ def test_postprocess_survives_hostile_batches(server, texts):
     from tritonclient.utils import InferenceServerException
 
     raw = [t if isinstance(t, bytes) else t.encode("utf-8", errors="surrogatepass") for t in texts]
-    client = grpcclient.InferenceServerClient(server.grpc_url.removeprefix("grpc://"))
+    client = grpcclient.InferenceServerClient(server.grpc_address)
     data = np.array([[r] for r in raw], dtype=np.object_)
     tensor = grpcclient.InferInput("text_input", list(data.shape), "BYTES")
     tensor.set_data_from_numpy(data)

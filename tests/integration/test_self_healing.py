@@ -7,7 +7,6 @@ record (``pytest -s``). ``KIT_SOAK=1`` runs the chaos soak for 20 minutes.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -15,18 +14,16 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
-from kit import container, processes, repository
+from kit import container, health, metrics, processes, repository
 from kit import server as srv
 from kit.client import Client
 from kit.config import LLM_MODEL, PIPELINE_MODEL, DeploymentConfig
+from kit.detached import read_state
 from kit.exceptions import InferenceError
 from kit.perf.chaos import soak
 from kit.supervisor import Supervisor
@@ -52,27 +49,27 @@ def test_detached_server_is_supervised(tmp_path, tiny_model):
     assert started.returncode == 0, started.stdout + started.stderr
     assert "detached, supervised" in started.stdout
     state_file = tmp_path / "state" / "server.json"
-    first = json.loads(state_file.read_text())
+    first = read_state(state_file)
     try:
-        assert processes.pid_alive(first["supervisor_pid"]) and processes.pid_alive(first["pid"])
-        victim = processes.model_stubs(first["pid"], repo, LLM_MODEL)[0]
+        assert processes.pid_alive(first.supervisor_pid) and processes.pid_alive(first.pid)
+        victim = processes.model_stubs(first.pid, repo, LLM_MODEL)[0]
         os.kill(victim, signal.SIGKILL)
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline:
-            state = json.loads(state_file.read_text())
-            if state["pid"] != first["pid"] and _health(SimpleNamespace(health_url=state["health_url"])) == 200:
+            state = read_state(state_file)
+            if state.pid != first.pid and _health(state) == 200:
                 break
             time.sleep(1)
-        assert state["pid"] != first["pid"], "the supervisor did not restart the server"
+        assert state.pid != first.pid, "the supervisor did not restart the server"
         status = subprocess.run([*kit, "status"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert status.returncode == 0, status.stdout
-        assert Client(state["grpc_url"]).generate("back", max_tokens=4).text
+        assert Client(state.endpoints.grpc_address).generate("back", max_tokens=4).text
     finally:
         stopped = subprocess.run([*kit, "stop"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert "stopped" in stopped.stdout
     assert not state_file.exists()
-    assert not processes.pid_alive(first["supervisor_pid"])
-    assert processes.session_processes(state["pid"]) == [] and processes.session_processes(first["pid"]) == []
+    assert not processes.pid_alive(first.supervisor_pid)
+    assert processes.session_processes(state.pid) == [] and processes.session_processes(first.pid) == []
 
 
 @pytest.fixture(scope="module")
@@ -88,11 +85,7 @@ def healing(tmp_path_factory, tiny_model):
 
 
 def _health(supervisor) -> int:
-    try:
-        with urllib.request.urlopen(supervisor.health_url, timeout=5) as resp:
-            return resp.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
+    return health.probe(supervisor.health_url, timeout=5)[0]
 
 
 def _container_check(server) -> int:
@@ -105,7 +98,7 @@ def _request(server, i: int) -> tuple[float, float, str]:
     """One pipeline request (streamed every other time); (start, end, 'ok' or the error)."""
     started = time.monotonic()
     try:
-        client = Client(server.endpoints.grpc_url, timeout_s=HANG_S)
+        client = Client(server.endpoints.grpc_address, timeout_s=HANG_S)
         result = client.generate(f"heal {i}", stream=i % 2 == 0, max_tokens=48, sampling={"ignore_eos": True})
         outcome = "ok" if result.text else "empty answer"
     except InferenceError as exc:
@@ -117,9 +110,7 @@ def test_every_metric_named_in_deploy_and_docker_is_served(healing):
     """Every metric the manifests, compose files and their docs name exists on the server's metrics port."""
     server = healing
     _request(server, 0)
-    with urllib.request.urlopen(f"{server.endpoints.metrics_url}/metrics", timeout=10) as resp:
-        served = {line.split("{")[0].split(" ")[0] for line in resp.read().decode().splitlines()
-                  if line and not line.startswith("#")}
+    served = {sample.name for sample in metrics.scrape(server.endpoints.metrics_url)}
     named = set()
     for path in [*(ROOT / "deploy").rglob("*"), *(ROOT / "docker").rglob("*")]:
         if path.is_file():
@@ -136,22 +127,20 @@ def test_load_gauges_follow_the_streams(healing):
     seen = 0.0
 
     def long_stream(i):
-        Client(server.endpoints.grpc_url, timeout_s=HANG_S).generate(f"long {i}", stream=True, max_tokens=1500,
+        Client(server.endpoints.grpc_address, timeout_s=HANG_S).generate(f"long {i}", stream=True, max_tokens=1500,
                                                                      sampling={"ignore_eos": True})
 
     with ThreadPoolExecutor(8) as pool:
         futures = [pool.submit(long_stream, i) for i in range(8)]
         while not all(f.done() for f in futures):
-            with urllib.request.urlopen(f"{server.endpoints.metrics_url}/metrics", timeout=10) as resp:
-                text = resp.read().decode()
-            seen = max(seen, sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                                 if line.startswith("kit_pipeline_requests_in_flight{")))
+            seen = max(seen, metrics.total(metrics.scrape(server.endpoints.metrics_url),
+                                           "kit_pipeline_requests_in_flight"))
             time.sleep(0.2)
         for f in futures:
             f.result()
     assert seen >= 6, f"the in-flight gauge peaked at {seen} with 8 streams running"
     time.sleep(1.5)  # the gauges are flushed twice a second
-    assert srv.requests_in_flight(server.endpoints.metrics_url) == 0
+    assert health.requests_in_flight(server.endpoints.metrics_url) == 0
 
 
 @pytest.mark.parametrize("model", [PIPELINE_MODEL, LLM_MODEL])
@@ -207,8 +196,8 @@ def _kill_under_load(server, supervisor, model: str) -> None:
             assert outcome == "ok", outcome  # before the kill and after recovery: every request succeeds
     after = [o for s, _, o in outcomes if s > restored]
     assert after and all(o == "ok" for o in after)
-    metrics = urllib.request.urlopen(supervisor.health_url.replace("/health", "/metrics"), timeout=5).read().decode()
-    assert f'kit_model_recoveries_total{{model="{model}"}} 1.0' in metrics
+    recoveries = metrics.scrape(supervisor.health_url.removesuffix("/health"))
+    assert metrics.total(recoveries, "kit_model_recoveries_total", model=model) == 1.0
 
 
 def test_lost_stub_fails_the_container_health_check(healing):
@@ -218,7 +207,7 @@ def test_lost_stub_fails_the_container_health_check(healing):
         victim = processes.model_stubs(server.pid, server.repository, PIPELINE_MODEL)[0]
         os.kill(victim, signal.SIGKILL)
         deadline = time.monotonic() + 10
-        while srv.pid_alive(victim) and time.monotonic() < deadline:
+        while processes.pid_alive(victim) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert _container_check(server) == 1
     finally:
@@ -252,7 +241,7 @@ def test_stop_during_16_streams_drains_them(healing):
         started = time.monotonic()
         chunks = 0
         try:
-            client = Client(server.endpoints.grpc_url, server.endpoints.http_url, timeout_s=HANG_S,
+            client = Client(server.endpoints.grpc_address, server.endpoints.http_url, timeout_s=HANG_S,
                             protocol="http" if i % 2 else "grpc")
             for _ in client.stream(f"drain {i}", max_tokens=200, sampling={"ignore_eos": True}):
                 chunks += 1

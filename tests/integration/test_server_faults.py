@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
@@ -14,7 +13,9 @@ from kit import processes, repository
 from kit import server as srv
 from kit.client import Client
 from kit.config import LLM_MODEL, PIPELINE_MODEL, DeploymentConfig
+from kit.detached import ServerState, read_state, restart_detached, status, stop_detached, write_state
 from kit.exceptions import InferenceError
+from kit.paths import state_path
 
 pytestmark = pytest.mark.integration
 
@@ -32,11 +33,11 @@ def detached(tmp_path_factory, tiny_model):
                             tmp_path_factory.mktemp("faults") / "model_repository")
     server = srv.Server(repo)
     server.start()
-    srv.write_state(server)
+    write_state(ServerState.of(server))
     try:
         yield server
     finally:
-        srv.stop_detached()
+        stop_detached()
         server.stop()
         for key, value in saved.items():
             if value is None:
@@ -45,27 +46,20 @@ def detached(tmp_path_factory, tiny_model):
                 os.environ[key] = value
 
 
-def _session_files(server) -> list[Path]:
-    return [Path(f"/proc/{pid}") for pid in processes.session_processes(server.pid)]
-
-
 def test_token_is_in_no_process_log_or_artefact(detached):
     """The hub token never reaches the server's processes, their command lines, the log or the repository."""
-    client = Client(detached.endpoints.grpc_url)
+    client = Client(detached.endpoints.grpc_address)
     assert client.generate("hello", max_tokens=4).text
-    for proc in _session_files(detached):
-        try:
-            assert CANARY.encode() not in (proc / "environ").read_bytes()
-            assert CANARY.encode() not in (proc / "cmdline").read_bytes()
-        except FileNotFoundError:
-            continue
+    for pid in processes.session_processes(detached.pid):
+        assert not any(CANARY in line for line in processes.environment(pid) or ())
+        assert CANARY not in (processes.command_line(pid) or "")
     listing = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert CANARY not in listing
     assert CANARY not in detached.log_file.read_text(errors="replace")
     for path in detached.repository.rglob("*"):
         if path.is_file():
             assert CANARY not in path.read_text(errors="replace")
-    assert CANARY not in srv.state_path().read_text()
+    assert CANARY not in state_path().read_text()
 
 
 def test_default_bind_is_loopback(detached):
@@ -78,14 +72,14 @@ def test_default_bind_is_loopback(detached):
 def _kill(pid: int) -> None:
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while srv.pid_alive(pid) and time.monotonic() < deadline:  # a zombie counts as dead
+    while processes.pid_alive(pid) and time.monotonic() < deadline:  # a zombie counts as dead
         time.sleep(0.1)
 
 
 def test_status_reports_dead_stubs_and_restart_recovers(detached):
     """Killing the vLLM stub and one of two pipeline stubs makes `kit status` say NOT READY with
     both reasons and the log's error line; a restart serves again."""
-    assert srv.status()["ready"]
+    assert status().ready
     stubs = processes.model_stubs(detached.pid, detached.repository, LLM_MODEL)
     assert len(stubs) == 1, f"expected one stub process for the vLLM model, found {stubs}"
     pipeline_stubs = processes.model_stubs(detached.pid, detached.repository, PIPELINE_MODEL)
@@ -93,35 +87,34 @@ def test_status_reports_dead_stubs_and_restart_recovers(detached):
     _kill(stubs[0])
     # a live pipeline instance meets the dead LLM stub and logs it (a dead pipeline instance could not)
     with pytest.raises(InferenceError, match="not healthy|Stub"):
-        Client(detached.endpoints.grpc_url).generate("hello again", max_tokens=4)
+        Client(detached.endpoints.grpc_address).generate("hello again", max_tokens=4)
     _kill(pipeline_stubs[0])
     deadline = time.monotonic() + 15  # the server writes the pipeline's log line asynchronously
     while True:
-        report = srv.status()
-        if any("not healthy" in line for line in report["errors"]) or time.monotonic() > deadline:
+        report = status()
+        if any("not healthy" in line for line in report.errors) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    assert not report["ready"]
-    assert "NOT READY" in report["message"] and LLM_MODEL in report["message"]
-    reasons = {m["name"]: m.get("reason", "") for m in report["models"]}
+    assert not report.ready
+    assert "NOT READY" in report.message and LLM_MODEL in report.message
+    reasons = {m["name"]: m.get("reason", "") for m in report.models}
     assert "stub processes are gone" in reasons[LLM_MODEL]
     assert "1 of its 2 Python stub processes died" in reasons[PIPELINE_MODEL]
-    assert any("not healthy" in line for line in report["errors"])
-    restarted = srv.restart_detached()
-    assert srv.status()["ready"]
-    assert Client(restarted.endpoints.grpc_url).generate("back", max_tokens=4).text
-    assert restarted.endpoints == detached.endpoints  # clients keep their URLs
+    assert any("not healthy" in line for line in report.errors)
+    restarted = restart_detached()
+    assert status().ready
+    assert Client(restarted.endpoints.grpc_address).generate("back", max_tokens=4).text
+    assert restarted.endpoints == detached.endpoints  # clients keep their addresses
 
 
 def test_stop_leaves_no_process_behind(detached):
     """`kit stop` ends the server, every stub and every vLLM engine process, and frees the ports."""
     import socket
 
-    state = srv.read_state()
-    assert srv.stop_detached()
-    assert processes.session_processes(state["pid"]) == []
-    port = int(state["http_url"].rsplit(":", 1)[1])
+    state = read_state()
+    assert stop_detached()
+    assert processes.session_processes(state.pid) == []
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # closed connections may linger in TIME_WAIT
-        sock.bind(("127.0.0.1", port))  # raises only if something still listens there
-    assert srv.status()["running"] is False
+        sock.bind(("127.0.0.1", state.endpoints.http_port))  # raises only if something still listens there
+    assert status().running is False

@@ -50,7 +50,7 @@ def test_finish_reason_and_token_count_when_asked(server):
 
     from kit.client import grpc_inputs
 
-    client = grpcclient.InferenceServerClient(server.grpc_url.removeprefix("grpc://"))
+    client = grpcclient.InferenceServerClient(server.grpc_address)
     answers = []
     client.start_stream(callback=lambda result, error: answers.append((result, error)))
     inputs = grpc_inputs({
@@ -90,7 +90,7 @@ def test_32_concurrent_requests_are_all_answered(server):
 )
 def test_bad_requests_get_an_error_and_the_server_keeps_serving(server, inputs, message):
     """Each malformed request is answered with an INVALID_ARG error naming the problem."""
-    client = Client(server.grpc_url, model=LLM_MODEL)
+    client = Client(server.grpc_address, model=LLM_MODEL)
     with pytest.raises(InferenceError, match=message):
         list(client._grpc_stream(LLM_MODEL, inputs))
     assert server.client(LLM_MODEL).generate("still alive?", sampling=GREEDY).text
@@ -98,7 +98,7 @@ def test_bad_requests_get_an_error_and_the_server_keeps_serving(server, inputs, 
 
 def test_missing_text_input_is_rejected_by_the_server(server):
     """A request without text_input gets the server's own error, and serving continues."""
-    client = Client(server.grpc_url, model=LLM_MODEL)
+    client = Client(server.grpc_address, model=LLM_MODEL)
     with pytest.raises(InferenceError, match="text_input"):
         list(client._grpc_stream(LLM_MODEL, {"stream": True}))
     assert server.ready()
@@ -171,7 +171,7 @@ def test_request_parameters_are_the_sampling_parameters_when_the_tensor_is_absen
 
     from kit.client import grpc_inputs
 
-    client = grpcclient.InferenceServerClient(server.grpc_url.removeprefix("grpc://"))
+    client = grpcclient.InferenceServerClient(server.grpc_address)
     answers = []
     client.start_stream(callback=lambda result, error: answers.append((result, error)))
     inputs = grpc_inputs({"text_input": "params", "exclude_input_in_output": True, "return_num_output_tokens": True},
@@ -186,7 +186,7 @@ def test_request_parameters_are_the_sampling_parameters_when_the_tensor_is_absen
 
 def test_vllm_validation_errors_are_invalid_arg_with_vllms_message(server):
     """min_tokens > max_tokens is refused by vLLM itself; the client gets INVALID_ARG with its text."""
-    client = Client(server.grpc_url, server.http_url, model=LLM_MODEL, protocol="http")
+    client = Client(server.grpc_address, server.http_url, model=LLM_MODEL, protocol="http")
     with pytest.raises(InferenceError, match="min_tokens must be less than or equal to max_tokens") as info:
         client.generate("x", sampling={"min_tokens": 9, "max_tokens": 3})
     assert info.value.status == "400"  # INVALID_ARG; INTERNAL would be 500
@@ -226,7 +226,7 @@ def test_lora_name_picks_the_adapter(server, sample_model):
 def test_unknown_adapter_or_lora_off_is_a_clear_invalid_arg(server, sample_model, model, lora, message):
     """An adapter that is not listed, or any adapter while LoRA is off, gets NVIDIA's error text as a 400."""
     model = sample_model if model == "sample" else model
-    client = Client(server.grpc_url, server.http_url, model=model, protocol="http")
+    client = Client(server.grpc_address, server.http_url, model=model, protocol="http")
     with pytest.raises(InferenceError, match=message) as info:
         client.generate("x", sampling={"lora_name": lora})
     assert info.value.status == "400"
@@ -252,7 +252,7 @@ def stream_results(server, model, values, parameters=None):
 
     from kit.client import grpc_inputs
 
-    client = grpcclient.InferenceServerClient(server.grpc_url.removeprefix("grpc://"))
+    client = grpcclient.InferenceServerClient(server.grpc_address)
     answers = []
     client.start_stream(callback=lambda result, error: answers.append((result, error)))
     client.async_stream_infer(model, grpc_inputs(values, model), parameters=parameters)
@@ -329,7 +329,7 @@ def test_pipeline_refuses_logprobs_while_its_censor_is_on(server):
 ])
 def test_requests_vllm_rejects_are_invalid_arg_with_its_message(server, values, message):
     """A prompt over the context or out-of-vocabulary token ids: vLLM's message as a 400, not a 500."""
-    client = Client(server.grpc_url, server.http_url, model=LLM_MODEL, protocol="http")
+    client = Client(server.grpc_address, server.http_url, model=LLM_MODEL, protocol="http")
     with pytest.raises(InferenceError, match=message) as info:
         client.generate(values["text_input"], sampling=json.loads(values.get("sampling_parameters", "{}")))
     assert info.value.status == "400"

@@ -121,10 +121,10 @@ def attached_state(server, tmp_path, monkeypatch):
     """Point the notebooks at the session's server: 02 attaches instead of starting a second one."""
     if server.server is None:
         pytest.skip("the session server is external (no process to record); notebook 02 would start its own")
-    from kit import server as srv
+    from kit.detached import ServerState, write_state
 
     monkeypatch.setenv("KIT_STATE_DIR", str(tmp_path / "state"))
-    srv.write_state(server.server)
+    write_state(ServerState.of(server.server))
     return server
 
 

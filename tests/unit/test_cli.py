@@ -11,7 +11,6 @@ from kit.cli import tolerant_stdio
 from kit.exceptions import EXIT_CODE
 
 
-
 def test_output_under_an_ascii_locale_escapes_what_it_cannot_encode():
     """A log line with an em dash is printed as an escape, not a UnicodeEncodeError."""
     raw = io.BytesIO()

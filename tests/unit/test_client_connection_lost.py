@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import http.server
 import socket
-import threading
 from types import SimpleNamespace
 
 import pytest
+from localhttp import serving
 
 from kit.client import Client, _grpc_error
 from kit.exceptions import InferenceError
@@ -35,11 +35,8 @@ class _Breaks(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def breaking_server():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Breaks)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(_Breaks) as url:
+        yield url
 
 
 def test_http_stream_cut_mid_answer(breaking_server):

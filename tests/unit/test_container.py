@@ -9,17 +9,17 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
+from localhttp import serving
 
 import kit.config
 from kit import container
 from kit.config import CPU_ENGINE_ARGS, GPU_ENGINE_ARGS, DeploymentConfig
 from kit.exceptions import EXIT_CODE, ConfigError, KitError, SetupError
-from kit.weights import LLAMA3_REPO_ID
 from kit.repository import COMMITTED_REPOSITORY, render
+from kit.weights import LLAMA3_REPO_ID
 
 CANARY = "hf_CANARYcanaryCANARYcanary0123456789"
 ROOT = Path(__file__).resolve().parents[2]
@@ -400,12 +400,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def http_server():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(_Handler) as url:
+        yield url
 
 
 def test_healthcheck(http_server):
@@ -426,29 +422,6 @@ def test_module_runs_as_entrypoint(http_server):
     assert "healthy" in ok.stdout
 
 
-def test_check_image(tmp_path, monkeypatch):
-    """check-image passes with the modules and backends present, and names numpy<2 and missing pieces otherwise."""
-    backends = tmp_path / "backends"
-    (backends / "python").mkdir(parents=True)
-    (backends / "vllm").mkdir()
-    which = lambda name: "/opt/tritonserver/bin/tritonserver"  # noqa: E731
-    facts = container.check_image(["better_profanity", "kit.sampling"], which=which, backends_dir=backends, allow_numpy2=False)
-    assert any(f.startswith("numpy 1.") for f in facts)
-
-    import numpy
-
-    monkeypatch.setattr(numpy, "__version__", "2.1.0")
-    with pytest.raises(SetupError, match="numpy<2"):
-        container.check_image(["kit.sampling"], which=which, backends_dir=backends, allow_numpy2=False)
-    container.check_image(["kit.sampling"], which=which, backends_dir=backends, allow_numpy2=True)
-
-    shutil.rmtree(backends / "vllm")
-    with pytest.raises(SetupError) as err:
-        container.check_image(["kit.no_such_module"], which=lambda name: None, backends_dir=backends, allow_numpy2=True)
-    message = str(err.value)
-    assert "kit.no_such_module" in message and "tritonserver is not on PATH" in message and "'vllm'" in message
-
-
 class _IndexHandler(_Handler):
     def do_POST(self):
         body = json.dumps([{"name": "pipe", "version": "1", "state": "READY"}]).encode()
@@ -463,16 +436,11 @@ def test_healthcheck_fails_while_a_model_lacks_a_stub(tmp_path, capsys):
     (tmp_path / "pipe").mkdir()
     (tmp_path / "pipe" / "config.pbtxt").write_text("instance_group [ { count: 2 kind: KIND_CPU } ]")
     stub = f"/b/triton_python_backend_stub {tmp_path}/pipe/1/model.py shm 1 1 1 /b"
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _IndexHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/v2/health/ready"
-    try:
+    with serving(_IndexHandler) as base:
+        url = f"{base}/v2/health/ready"
         assert container.healthcheck(url, repository=tmp_path, stubs=lambda: [stub]) == 1
         assert "pipe: 1 of its 2 Python stub processes died" in capsys.readouterr().out
         assert container.healthcheck(url, repository=tmp_path, stubs=lambda: [stub, stub]) == 0
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_healthcheck_live_flag_asks_the_live_endpoint():

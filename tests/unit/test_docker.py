@@ -17,8 +17,7 @@ import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 
-from kit import container
-from kit import launcher
+from kit import container, launcher
 from kit import server as srv
 from kit.config import DeploymentConfig
 

@@ -14,8 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kit.exceptions import ConfigError, KitError
-from kit.guardrails import CATEGORIES, Guard, Match, default_guard
-from kit.guardrails import wordlist
+from kit.guardrails import CATEGORIES, Guard, Match, default_guard, wordlist
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ letters fold only where they disguise a word (UTS #39), ß, combining marks."""
 
 from __future__ import annotations
 
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st

@@ -84,11 +84,10 @@ def _fake_server(tmp_path: Path, tag: str | None = None, name: str = "tritonserv
 
 
 def _write_state(pid: int) -> None:
-    from kit import server as srv
+    from kit.detached import ServerState, write_state
+    from kit.endpoints import Endpoints
 
-    srv.state_path().parent.mkdir(parents=True, exist_ok=True)
-    srv.state_path().write_text(json.dumps({"pid": pid, "http_url": "http://127.0.0.1:9", "grpc_url": "grpc://127.0.0.1:9",
-                                            "metrics_url": "http://127.0.0.1:9", "repository": "x", "log": "x"}))
+    write_state(ServerState(pid, Endpoints("127.0.0.1", 9, 9, 9), repository="x", log="x"))
 
 
 def _gone(proc: subprocess.Popen, timeout: float = 10) -> bool:

@@ -9,7 +9,7 @@ import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
-from kit.server import Endpoints
+from kit.endpoints import Endpoints
 from kit.supervisor import Supervisor, check
 
 
@@ -28,8 +28,7 @@ class _StandIn:
         self.process = _Process(None)
         self.pid = 1
         self.repository = tmp_path
-        closed = "http://127.0.0.1:9"  # the discard port: nothing answers
-        self.endpoints = Endpoints(closed, "grpc://127.0.0.1:9", closed)
+        self.endpoints = Endpoints("127.0.0.1", 9, 9, 9)  # the discard port: nothing answers
         self.restarts = 0
 
     def restart(self, **_):

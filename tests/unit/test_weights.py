@@ -4,8 +4,8 @@ import hashlib
 import json
 
 import pytest
-
 from hubserver import hub
+
 from kit import weights
 from kit.exceptions import ConfigError, SetupError
 

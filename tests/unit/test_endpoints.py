@@ -1,0 +1,33 @@
+"""kit.endpoints: one host and three ports, rendered in each client's shape."""
+
+from __future__ import annotations
+
+import socket
+
+from kit.endpoints import Endpoints, connect_host, free_port, to_grpc_address
+
+
+def test_endpoints_render_each_clients_address():
+    """HTTP and metrics are URLs; gRPC is host:port without a scheme, as tritonclient.grpc takes it."""
+    endpoints = Endpoints("127.0.0.1", 8000, 8001, 8002)
+    assert endpoints.http_url == "http://127.0.0.1:8000"
+    assert endpoints.grpc_address == "127.0.0.1:8001"
+    assert endpoints.metrics_url == "http://127.0.0.1:8002"
+    assert endpoints.ports == (8000, 8001, 8002)
+
+
+def test_grpc_address_accepts_the_command_lines_scheme():
+    """grpc://host:port (the command line's and KIT_TEST_GRPC_URL's form) and host:port give the same address."""
+    assert to_grpc_address("grpc://triton:8001") == to_grpc_address("triton:8001") == "triton:8001"
+
+
+def test_a_server_on_every_interface_is_reached_on_loopback():
+    """0.0.0.0 and :: are bind addresses, not addresses to connect to; others are kept."""
+    assert connect_host("0.0.0.0") == connect_host("::") == "127.0.0.1"
+    assert connect_host("10.0.0.5") == "10.0.0.5"
+
+
+def test_free_port_can_be_bound():
+    """The port free_port names can be bound right away."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", free_port()))
