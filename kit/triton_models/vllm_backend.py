@@ -48,7 +48,6 @@ from kit.triton_models.engine_metrics import EngineMetrics
 from kit.triton_models.responses import CancelWatcher, ResponsePump
 from kit.triton_models.sequences import Sequences
 
-
 ID_PARAMETER = "kit_request_id"
 ABORT_PARAMETER = "kit_abort"
 # Optional outputs, each sent only when the request's input `return_<name>` is true.
