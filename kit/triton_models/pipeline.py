@@ -230,7 +230,7 @@ class TritonPythonModel:
         self.load = LoadGauges(self.name, args["model_instance_name"])
         self.keeper = IteratorKeeper()
         self.llm_streams: dict[str, object] = {}  # request id → its BLS response iterator, while in flight
-        self.watcher = CancelWatcher(self._abort_llm, name="bls-cancel-watch")
+        self.watcher = CancelWatcher(self._abort_llm, name="bls-cancel-watch", log=pb_utils.Logger.log_warn)
         self.pool = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="bls") if self.mode == "async" else None
         pb_utils.Logger.log_info(f"{self.name}: bls_mode={self.mode}, context={self.max_context}")
 

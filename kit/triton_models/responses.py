@@ -26,10 +26,13 @@ unit-tested without a server.
 from __future__ import annotations
 
 import collections
+import math
 import threading
+import time
 from typing import Any, Callable, Hashable
 
 CANCEL_CHECK_S = 0.25
+SLOW_PASS_S = 2.0  # a watcher pass slower than this is logged
 """How often the watcher asks about each in-flight request (each ask is a round trip to the server)."""
 
 SendFn = Callable[[Hashable, list, bool], None]
@@ -142,9 +145,10 @@ class CancelWatcher:
     """
 
     def __init__(self, on_cancel: Callable[[Hashable], None], *, interval_s: float = CANCEL_CHECK_S,
-                 name: str = "cancel-watch"):
+                 name: str = "cancel-watch", log: Callable[[str], None] | None = None):
         self._on_cancel = on_cancel
         self._interval = interval_s
+        self._log = log or (lambda message: None)  # e.g. the stub's warning log
         self._watched: dict[Hashable, Callable[[], bool]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -175,8 +179,10 @@ class CancelWatcher:
                     continue  # finished meanwhile
                 try:
                     hit = bool(is_cancelled())
-                except Exception:  # noqa: BLE001 - a sender already closed: nothing left to cancel
-                    hit = False
+                except Exception as exc:  # noqa: BLE001 - a sender already closed: nothing left to cancel
+                    self._log(f"cannot ask whether request {key} was cancelled, no longer watching it: {exc}")
+                    del self._watched[key]
+                    continue
                 if hit:
                     del self._watched[key]
             if hit:
@@ -185,11 +191,17 @@ class CancelWatcher:
         return cancelled
 
     def _run(self) -> None:
+        last_slow_log = -math.inf
         while not self._stop.wait(self._interval):
+            started, watched = time.monotonic(), len(self._watched)
             try:
                 self.check()
-            except Exception:  # noqa: BLE001 - keep watching
-                pass
+            except Exception as exc:  # noqa: BLE001 - keep watching
+                self._log(f"cancellation watcher: {exc!r}")
+            took = time.monotonic() - started
+            if took > SLOW_PASS_S and started - last_slow_log > 60:  # at most one line a minute
+                last_slow_log = started  # cancellations land this much later than CANCEL_CHECK_S promises
+                self._log(f"cancellation check of {watched} requests took {took:.1f}s")
 
     def close(self) -> None:
         self._stop.set()

@@ -156,7 +156,7 @@ class TritonPythonModel:
         self.jobs: dict[str, Job] = {}
         senders = int(os.environ.get("KIT_RESPONSE_SENDERS", RESPONSE_SENDERS))
         self.pump = ResponsePump(self._send, senders=senders, name="vllm-send", on_error=self._send_failed)
-        self.watcher = CancelWatcher(self._cancel, name="vllm-cancel-watch")
+        self.watcher = CancelWatcher(self._cancel, name="vllm-cancel-watch", log=self.logger.log_warn)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="vllm-engine-loop", daemon=True)
         self.thread.start()

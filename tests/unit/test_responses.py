@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from kit.triton_models import responses
 from kit.triton_models.responses import CancelWatcher, ResponsePump
 
 
@@ -133,8 +134,9 @@ def test_watcher_reports_each_cancelled_request_once():
 
 
 def test_watcher_forgets_finished_requests_and_survives_a_closed_sender():
-    cancelled = []
-    watcher = CancelWatcher(cancelled.append, interval_s=3600)
+    """An unwatched request is never asked again; a sender that fails is logged once and dropped."""
+    cancelled, logged = [], []
+    watcher = CancelWatcher(cancelled.append, interval_s=3600, log=logged.append)
     watcher.watch("done", lambda: True)
     watcher.unwatch("done")
 
@@ -143,7 +145,22 @@ def test_watcher_forgets_finished_requests_and_survives_a_closed_sender():
 
     watcher.watch("closed", closed)
     assert watcher.check() == [] and cancelled == []
+    assert watcher.check() == [] and len(watcher) == 0
+    assert len(logged) == 1 and "closed" in logged[0] and "Response sender has been closed" in logged[0]
     watcher.close()
+
+
+def test_watcher_logs_a_slow_pass(monkeypatch):
+    """A pass slower than SLOW_PASS_S is logged: cancellations then land that much later."""
+    monkeypatch.setattr(responses, "SLOW_PASS_S", 0.05)
+    logged = []
+    watcher = CancelWatcher(lambda key: None, interval_s=0.01, log=logged.append)
+    watcher.watch("a", lambda: time.sleep(0.1) or False)
+    deadline = time.monotonic() + 5
+    while not logged and time.monotonic() < deadline:
+        time.sleep(0.01)
+    watcher.close()
+    assert logged and "cancellation check of 1 requests took" in logged[0]
 
 
 def test_watcher_thread_polls_on_its_own():
