@@ -39,6 +39,16 @@ class ServerHandle:
             stats = json.loads(resp.read())["model_stats"]
         return sum(int(s.get("inference_count", 0)) for s in stats)
 
+    def llm_busy(self, arrived: int, requests: int) -> bool:
+        """Whether the LLM got ``requests`` more requests than ``arrived`` or reports one running.
+
+        Two signals, since each can lag on a loaded machine: the engine's running gauge reaches
+        Triton's metrics after the flusher's round trips, and Triton's inference count of a
+        decoupled model may move only as its requests are released.
+        """
+        return (self.inference_count(LLM_MODEL) >= arrived + requests
+                or self.metric("vllm:num_requests_running", model=LLM_MODEL) >= 1)
+
     def metrics(self) -> dict[str, float]:
         """Triton's Prometheus metrics as ``'name{labels}' → value`` (read by :mod:`kit.metrics`)."""
         return {sample.key: sample.value for sample in metrics.scrape(self.metrics_url)}
