@@ -8,6 +8,13 @@ import threading
 from collections.abc import Iterator
 
 
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """A request handler that keeps the test output clean (no access log lines)."""
+
+    def log_message(self, *args):
+        pass
+
+
 @contextlib.contextmanager
 def serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
     """Serve ``handler`` from a thread while the block runs; yields ``http://127.0.0.1:<port>``."""

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import http.server
 import socket
 from types import SimpleNamespace
 
 import pytest
-from localhttp import serving
+from localhttp import QuietHandler, serving
 
 from kit.client import Client, _grpc_error
 from kit.exceptions import InferenceError
 
 
-class _Breaks(http.server.BaseHTTPRequestHandler):
+class _Breaks(QuietHandler):
     """Answers 200 and one server-sent event, then drops the connection (a server killed mid-stream)."""
 
     protocol_version = "HTTP/1.1"
@@ -28,9 +27,6 @@ class _Breaks(http.server.BaseHTTPRequestHandler):
         self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
         self.wfile.flush()
         self.connection.shutdown(socket.SHUT_RDWR)
-
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import shutil
@@ -12,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from localhttp import serving
+from localhttp import QuietHandler, serving
 
 import kit.config
 from kit import container
@@ -389,13 +388,10 @@ def test_main_command_prints_command_line(tmp_path, monkeypatch, capsys):
 # --------------------------------------------------------------------------- health and image checks
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     def do_GET(self):
         self.send_response(200 if self.path == "/v2/health/ready" else 503)
         self.end_headers()
-
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture

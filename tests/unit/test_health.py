@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import http.server
 import json
 import subprocess
 import sys
 
 import pytest
-from localhttp import serving
+from localhttp import QuietHandler, serving
 
 from kit import health, metrics
 from kit.config import DeploymentConfig
@@ -79,7 +78,7 @@ def test_requests_in_flight_sums_the_gauges(monkeypatch):
     assert health.requests_in_flight("http://m") is None
 
 
-class _StandIn(http.server.BaseHTTPRequestHandler):
+class _StandIn(QuietHandler):
     """Answers the readiness probe with ``ready`` and the repository index with ``models`` (class attributes)."""
 
     ready = 200
@@ -95,9 +94,6 @@ class _StandIn(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture
