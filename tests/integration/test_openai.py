@@ -339,7 +339,7 @@ def test_client_disconnect_cancels_the_triton_requests(server, openai_url, clien
                     return  # the first chunk, then hang up
         await http.post("/chat/completions", json=body)  # cancelled below, which closes the connection
 
-    async def all_reached_the_llm(arrived: int):
+    async def until_llm_busy(arrived: int):
         while not server.llm_busy(arrived, requests):
             await asyncio.sleep(0.05)
 
@@ -349,7 +349,7 @@ def test_client_disconnect_cancels_the_triton_requests(server, openai_url, clien
             arrived = server.inference_count(LLM_MODEL)
             tasks = [asyncio.ensure_future(ask(http)) for _ in range(requests)]
             if not stream:
-                await asyncio.wait_for(all_reached_the_llm(arrived), 120)
+                await asyncio.wait_for(until_llm_busy(arrived), 120)
                 for task in tasks:
                     task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
