@@ -122,6 +122,19 @@ class Failure:
     code: Any = None  # a pb_utils.TritonError code; None → INVALID_ARG
 
 
+def _rejection_errors() -> tuple[type[Exception], ...]:
+    """The exception classes vLLM raises for a request it refuses, none of which is a crash.
+
+    ``ValueError``, plus vLLM's own validation class, which is not a ``ValueError``:
+    ``vllm.exceptions.VLLMClientError`` in recent releases, ``VLLMValidationError`` in 0.24
+    (the CUDA build the GPU hosts run) — naming only one of them broke every request on the other.
+    """
+    import vllm.exceptions
+
+    names = ("VLLMClientError", "VLLMValidationError")
+    return (ValueError, *(getattr(vllm.exceptions, n) for n in names if hasattr(vllm.exceptions, n)))
+
+
 class TritonPythonModel:
     @staticmethod
     def auto_complete_config(auto_complete_model_config):
@@ -162,6 +175,7 @@ class TritonPythonModel:
         self.thread.start()
         self.engine = asyncio.run_coroutine_threadsafe(self._create_engine(engine_json), self.loop).result()
         self.max_context = self.engine.model_config.max_model_len
+        self.rejected = _rejection_errors()
         self.logger.log_info(
             f"vLLM engine ready for {engine_json.get('model')} (context {self.max_context}, "
             f"{senders} response senders)"
@@ -306,11 +320,11 @@ class TritonPythonModel:
 
     async def _generate(self, job: Job) -> None:
         """Run one job on the engine; every path ends with a final item for the pump."""
-        from vllm.exceptions import VLLMClientError  # request errors; not ValueErrors
-        from vllm.sampling_params import RequestOutputKind
-
         final: Any = None  # the empty final item, unless an output or a failure ends the job
+        rejected = self.rejected
         try:
+            from vllm.sampling_params import RequestOutputKind
+
             job.task = asyncio.current_task()
             if job.cancelled:
                 raise asyncio.CancelledError
@@ -327,10 +341,10 @@ class TritonPythonModel:
             final = Failure("request cancelled", pb_utils.TritonError.CANCELLED)
         except RequestError as exc:
             final = Failure(str(exc))
-        except (ValueError, VLLMClientError) as exc:  # vLLM's own input validation (prompt too long, ...)
+        except rejected as exc:  # vLLM's own input validation (prompt too long, ...)
             final = Failure(f"vLLM rejected the request: {exc}")
         except Exception as exc:  # noqa: BLE001
-            if isinstance(exc.__cause__, (ValueError, VLLMClientError)):
+            if isinstance(exc.__cause__, rejected):
                 # AsyncLLM wraps a ValueError of its input checks in an EngineGenerateError
                 final = Failure(f"vLLM rejected the request: {exc.__cause__}")
             else:
