@@ -33,6 +33,7 @@ from kit import params as kit_params
 from kit import repository
 from kit.config import LLM_MODEL, PIPELINE_MODEL
 from kit.perf import load
+from kit.perf.prompts import default_prompts
 from kit.server import Server
 
 LEVELS = [  # label, model, stream, concurrency, max_tokens
@@ -68,7 +69,7 @@ def main() -> None:
 
     build_tiny_model()
     config = kit_params.deployment(kit_params.load(None))
-    prompts = load.default_prompts(64, config.model)
+    prompts = default_prompts(64, config.model)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         repo = repository.build(config, Path(tmp) / "repo")

@@ -3,7 +3,7 @@
 The yardstick for ``benchmarks/gpu_sweep.py``: no Triton, no gRPC, no Python stub — only the
 engine, driven in-process the way vLLM's own API server drives it (DELTA outputs, one asyncio
 task per stream). Engine arguments are read from the built repository's ``model.json`` and the
-prompts are the sweep's (``kit.perf.load.default_prompts`` with the model's chat template), so the
+prompts are the sweep's (``kit.perf.prompts.default_prompts`` with the model's chat template), so the
 difference to the kit's "direct" rows is the serving path alone. Stop the kit's server first: both
 want the GPU's memory. Output: ``<out>/asyncllm.csv`` with the sweep's columns (endpoint
 ``vllm-asyncllm``)::
@@ -28,6 +28,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kit.perf import load
+from kit.perf.prompts import default_prompts
 
 
 async def _one(engine, prompt: str, max_tokens: int, concurrency: int) -> dict:
@@ -74,7 +75,7 @@ async def _main(args) -> pd.DataFrame:
     started = time.monotonic()
     engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**engine_json))
     print(f"AsyncLLM ready in {time.monotonic() - started:.0f}s", flush=True)
-    prompts = load.default_prompts(max(args.concurrency) * args.rounds, args.tokenizer)
+    prompts = default_prompts(max(args.concurrency) * args.rounds, args.tokenizer)
     await _level(engine, prompts, 16, 16, 1)  # warm-up
     frames = []
     try:

@@ -1,0 +1,64 @@
+"""The scripts in ``benchmarks/`` name only what the kit has.
+
+They run on GPU hosts, which the test suite never reaches, so a kit function renamed or
+moved broke them silently (``load.default_prompts`` after it moved to ``kit.perf.prompts``
+stopped vLLM's baseline run on the H200). Every ``from kit... import name`` and every
+``module.attribute`` read on an imported kit module is checked here, statically.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+SCRIPTS = sorted(BENCHMARKS.glob("*.py"))
+
+
+def _is_module(name: str) -> bool:
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError:
+        return False
+    return True
+
+
+def _kit_references(tree: ast.Module) -> tuple[dict[str, str], list[tuple[str, str, int]]]:
+    """Local names bound to kit modules, and every ``(module, name, line)`` the script reads from one."""
+    modules: dict[str, str] = {}
+    wanted: list[tuple[str, str, int]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "kit" and alias.asname:
+                    modules[alias.asname] = alias.name
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "kit":
+            for alias in node.names:
+                full = f"{node.module}.{alias.name}"
+                if _is_module(full):
+                    modules[alias.asname or alias.name] = full
+                else:
+                    wanted.append((node.module, alias.name, node.lineno))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules:
+            wanted.append((modules[node.value.id], node.attr, node.lineno))
+    return modules, wanted
+
+
+def test_the_scan_sees_a_moved_function():
+    tree = ast.parse("from kit.perf import load\nfrom kit.perf.prompts import gone\nload.default_prompts(3)\n")
+    _, wanted = _kit_references(tree)
+    missing = [(m, n) for m, n, _ in wanted if not hasattr(importlib.import_module(m), n)]
+    assert missing == [("kit.perf.prompts", "gone"), ("kit.perf.load", "default_prompts")]
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[p.name for p in SCRIPTS])
+def test_script_names_only_what_the_kit_has(script: Path):
+    _, wanted = _kit_references(ast.parse(script.read_text(encoding="utf-8")))
+    assert wanted, f"{script.name} uses nothing of the kit?"
+    missing = [f"line {line}: {module}.{name}" for module, name, line in wanted
+               if not hasattr(importlib.import_module(module), name)]
+    assert not missing, f"{script.name} reads names the kit does not have: {missing}"
