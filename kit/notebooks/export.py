@@ -9,6 +9,7 @@ button at the top unfolds them all). Folding is plain HTML: it needs no script.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 # The lab template minus the three scripts it loads from CDNs (require.js,
@@ -51,6 +52,7 @@ def export_html(notebook_file: Path | str, html_file: Path | str | None = None) 
 
     notebook_file = Path(notebook_file)
     html_file = Path(html_file or notebook_file.with_suffix(".html"))
+    _find_target_install_templates()
     exporter = HTMLExporter(
         extra_loaders=[jinja2.DictLoader({"kit_report.html.j2": _REPORT_TEMPLATE})],
         template_file="kit_report.html.j2",
@@ -59,6 +61,27 @@ def export_html(notebook_file: Path | str, html_file: Path | str | None = None) 
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": notebook_file.stem}})
     html_file.write_text(body, encoding="utf-8")
     return html_file
+
+
+def target_install_data_dir(nbconvert_init: Path | str) -> Path | None:
+    """``share/jupyter`` beside the nbconvert package at ``nbconvert_init``, when it holds nbconvert's templates.
+
+    ``pip install --target DIR`` (how ``kit bundle --install`` puts the notebook stack on a GPU
+    host) writes nbconvert's templates to ``DIR/share/jupyter``, a folder Jupyter never searches:
+    it knows ``sys.prefix``, the user's and the system's folders, and ``JUPYTER_PATH``.
+    """
+    data = Path(nbconvert_init).resolve().parents[1] / "share" / "jupyter"
+    return data if (data / "nbconvert" / "templates").is_dir() else None
+
+
+def _find_target_install_templates() -> None:
+    """Add :func:`target_install_data_dir` of the nbconvert in use to ``JUPYTER_PATH`` (once, for this process)."""
+    import nbconvert
+
+    data = target_install_data_dir(nbconvert.__file__)
+    searched = [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p]
+    if data is not None and str(data) not in searched:
+        os.environ["JUPYTER_PATH"] = os.pathsep.join([*searched, str(data)])
 
 
 def _offline_renderer():

@@ -84,3 +84,28 @@ def test_report_reads_in_headless_chromium(tmp_path):
 
     seen = json.loads(html.unescape(found.group(1)))
     assert seen == {"folded": 3, "code_shown": 0, "click_shows": True, "plot_drawn": True, "bars": 2, "table_shown": True}
+
+
+def _target_install(root):
+    """What `pip install --target root` leaves: the package, and its data files under root/share."""
+    (root / "nbconvert").mkdir(parents=True)
+    (root / "nbconvert" / "__init__.py").write_text("")
+    (root / "share" / "jupyter" / "nbconvert" / "templates" / "lab").mkdir(parents=True)
+    return root / "nbconvert" / "__init__.py"
+
+
+def test_templates_of_a_target_install_are_found(tmp_path, monkeypatch):
+    import nbconvert
+
+    init = _target_install(tmp_path / "site")
+    assert export.target_install_data_dir(init) == tmp_path / "site" / "share" / "jupyter"
+    monkeypatch.setattr(nbconvert, "__file__", str(init))
+    monkeypatch.setenv("JUPYTER_PATH", "/elsewhere")
+    export._find_target_install_templates()
+    export._find_target_install_templates()  # once only
+    assert export.os.environ["JUPYTER_PATH"].split(export.os.pathsep) == ["/elsewhere", str(tmp_path / "site/share/jupyter")]
+
+
+def test_a_virtual_environment_needs_no_extra_template_folder(tmp_path):
+    (tmp_path / "lib" / "nbconvert").mkdir(parents=True)
+    assert export.target_install_data_dir(tmp_path / "lib" / "nbconvert" / "__init__.py") is None
