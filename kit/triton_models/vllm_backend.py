@@ -29,6 +29,7 @@ repository (``config.pbtxt`` with ``backend: "vllm"`` and engine arguments in
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import os
 import threading
@@ -122,17 +123,16 @@ class Failure:
     code: Any = None  # a pb_utils.TritonError code; None → INVALID_ARG
 
 
-def _rejection_errors() -> tuple[type[Exception], ...]:
+def _rejection_errors(errors) -> tuple[type[Exception], ...]:
     """The exception classes vLLM raises for a request it refuses, none of which is a crash.
 
-    ``ValueError``, plus vLLM's own validation class, which is not a ``ValueError``:
-    ``vllm.exceptions.VLLMClientError`` in recent releases, ``VLLMValidationError`` in 0.24
-    (the CUDA build the GPU hosts run) — naming only one of them broke every request on the other.
+    ``errors`` is the ``vllm.exceptions`` module. ``ValueError``, plus vLLM's own validation
+    class, which is not a ``ValueError``: ``VLLMClientError`` in recent releases,
+    ``VLLMValidationError`` in 0.24 (the CUDA build the GPU hosts run). Naming only one of them
+    broke every request on the other.
     """
-    import vllm.exceptions
-
     names = ("VLLMClientError", "VLLMValidationError")
-    return (ValueError, *(getattr(vllm.exceptions, n) for n in names if hasattr(vllm.exceptions, n)))
+    return (ValueError, *(getattr(errors, n) for n in names if hasattr(errors, n)))
 
 
 class TritonPythonModel:
@@ -175,7 +175,7 @@ class TritonPythonModel:
         self.thread.start()
         self.engine = asyncio.run_coroutine_threadsafe(self._create_engine(engine_json), self.loop).result()
         self.max_context = self.engine.model_config.max_model_len
-        self.rejected = _rejection_errors()
+        self.rejected = _rejection_errors(importlib.import_module("vllm.exceptions"))
         self.logger.log_info(
             f"vLLM engine ready for {engine_json.get('model')} (context {self.max_context}, "
             f"{senders} response senders)"
