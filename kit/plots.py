@@ -275,6 +275,46 @@ def head_to_head(results: pd.DataFrame) -> go.Figure:
     return fig
 
 
+def precision_ratios(base: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
+    """Output tokens/s of two sweeps (e.g. bf16 and FP8) at the levels both measured.
+
+    Columns ``endpoint, concurrency, max_tokens, base, other, ratio`` (``ratio`` = other ÷ base),
+    sorted by endpoint, max_tokens and concurrency; empty when they share no level.
+    """
+    keys = ["endpoint", "concurrency", "max_tokens"]
+    joined = base[[*keys, "output_tokens_per_s"]].merge(other[[*keys, "output_tokens_per_s"]], on=keys,
+                                                       suffixes=("_base", "_other"))
+    joined = joined.rename(columns={"output_tokens_per_s_base": "base", "output_tokens_per_s_other": "other"})
+    return joined.assign(ratio=joined["other"] / joined["base"]).sort_values(["endpoint", "max_tokens", "concurrency"],
+                                                                             ignore_index=True)
+
+
+def precision_comparison(base: pd.DataFrame, other: pd.DataFrame, names: tuple[str, str] = ("bf16", "FP8")) -> go.Figure:
+    """Two sweeps of the same endpoints at the same levels, e.g. bf16 against FP8 weights.
+
+    One bar per endpoint and precision at each shared concurrency · max_tokens level (output
+    tokens/s), and the ratio other ÷ base as lines on a second panel.
+    """
+    ratios = precision_ratios(base, other)
+    if ratios.empty:
+        raise ValueError("nothing to plot: the two sweeps share no endpoint, concurrency and max_tokens")
+    several = ratios["max_tokens"].nunique() > 1
+    ratios = ratios.assign(_x=[f"{c} · {m} tok" if several else str(c)
+                               for c, m in zip(ratios["concurrency"], ratios["max_tokens"], strict=True)])
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("output tokens/s", f"{names[1]} ÷ {names[0]}"))
+    for i, (endpoint, group) in enumerate(ratios.groupby("endpoint", sort=False)):
+        color = _color(i)
+        for column, name, pattern in (("base", names[0], ""), ("other", names[1], "/")):
+            fig.add_trace(go.Bar(x=group["_x"], y=group[column], name=f"{endpoint} {name}", marker_color=color,
+                                 marker_pattern_shape=pattern), row=1, col=1)
+        fig.add_trace(go.Scatter(x=group["_x"], y=group["ratio"], name=f"{endpoint} {names[1]} ÷ {names[0]}",
+                                 mode="lines+markers", line={"color": color}), row=1, col=2)
+    fig.update_xaxes(title_text="concurrency" + (" · max_tokens" if several else ""), type="category")
+    fig.update_layout(title=f"{names[0]} against {names[1]}, same endpoints and levels", barmode="group",
+                      template=_TEMPLATE)
+    return fig
+
+
 def perf_analyzer_sweep(df: pd.DataFrame) -> go.Figure:
     """A perf_analyzer sweep: infer/s as bars, latency p50/p99 as lines on a second axis.
 

@@ -121,3 +121,27 @@ def test_to_html_embeds_plotly_inline():
     assert page.count("Plotly.newPlot") == 2
     assert len(page) > 1_000_000  # plotly.js itself
     assert "<title>bench</title>" in page
+
+
+def _sweep(rates: dict) -> pd.DataFrame:
+    return pd.DataFrame([{"endpoint": e, "concurrency": c, "max_tokens": 300, "output_tokens_per_s": v}
+                         for (e, c), v in rates.items()])
+
+
+def test_precision_ratios_only_at_shared_levels():
+    bf16 = _sweep({("direct", 1): 200.0, ("direct", 64): 10000.0, ("pipeline", 1): 200.0, ("pipeline", 2): 400.0})
+    fp8 = _sweep({("direct", 1): 290.0, ("direct", 64): 12500.0, ("pipeline", 1): 288.0, ("pipeline", 512): 9.0})
+    ratios = plots.precision_ratios(bf16, fp8)
+    assert list(zip(ratios["endpoint"], ratios["concurrency"], strict=True)) == [("direct", 1), ("direct", 64),
+                                                                                  ("pipeline", 1)]
+    assert ratios["ratio"].round(3).tolist() == [1.45, 1.25, 1.44]
+
+
+def test_precision_comparison_has_two_bars_and_a_ratio_line_per_endpoint():
+    bf16 = _sweep({("direct", 1): 200.0, ("pipeline", 1): 200.0})
+    fp8 = _sweep({("direct", 1): 290.0, ("pipeline", 1): 288.0})
+    fig = plots.precision_comparison(bf16, fp8)
+    assert [t.name for t in fig.data if t.type == "bar"] == ["direct bf16", "direct FP8", "pipeline bf16", "pipeline FP8"]
+    assert [t.name for t in fig.data if t.type == "scatter"] == ["direct FP8 ÷ bf16", "pipeline FP8 ÷ bf16"]
+    with pytest.raises(ValueError, match="share no endpoint"):
+        plots.precision_comparison(bf16, _sweep({("direct", 8): 1.0}))
