@@ -194,11 +194,15 @@ def _successful(per_request: pd.DataFrame) -> pd.DataFrame:
     return per_request[ok]
 
 
-def _boxes(per_request: pd.DataFrame, values: pd.Series, title: str, y_title: str) -> go.Figure:
-    data = per_request.assign(_value=values).dropna(subset=["_value"])
+def _with_levels(data: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """``data`` with an ``_x`` category per level (``"8"``, or ``"8 · 300 tok"`` when max_tokens varies), and the axis title."""
     several = data["max_tokens"].nunique() > 1
-    data = data.assign(_x=[f"{c} · {m} tok" if several else str(c)
-                           for c, m in zip(data["concurrency"], data["max_tokens"], strict=True)])
+    labels = [f"{c} · {m} tok" if several else str(c) for c, m in zip(data["concurrency"], data["max_tokens"], strict=True)]
+    return data.assign(_x=labels), "concurrency" + (" · max_tokens" if several else "")
+
+
+def _boxes(per_request: pd.DataFrame, values: pd.Series, title: str, y_title: str) -> go.Figure:
+    data, x_title = _with_levels(per_request.assign(_value=values).dropna(subset=["_value"]))
     order = (data[["concurrency", "max_tokens", "_x"]].drop_duplicates()
              .sort_values(["max_tokens", "concurrency"])["_x"].tolist())
     fig = go.Figure()
@@ -206,8 +210,7 @@ def _boxes(per_request: pd.DataFrame, values: pd.Series, title: str, y_title: st
         fig.add_trace(go.Box(x=group["_x"], y=group["_value"], name=str(endpoint), marker_color=_color(i),
                              boxpoints="outliers"))
     fig.update_layout(title=title, boxmode="group", template=_TEMPLATE, yaxis_title=y_title,
-                      xaxis_title="concurrency" + (" · max_tokens" if several else ""),
-                      legend_title_text="endpoint")
+                      xaxis_title=x_title, legend_title_text="endpoint")
     fig.update_xaxes(categoryorder="array", categoryarray=order)
     return fig
 
@@ -230,9 +233,7 @@ def endpoints_comparison(summary: pd.DataFrame) -> go.Figure:
     """Direct vs pipeline vs blocking side by side: output tokens/s and TTFT p50 per level."""
     if summary is None or len(summary) == 0:
         raise ValueError("nothing to plot: the summary is empty")
-    several = summary["max_tokens"].nunique() > 1
-    data = summary.sort_values(["max_tokens", "concurrency"]).assign(
-        _x=lambda d: [f"{c} · {m} tok" if several else str(c) for c, m in zip(d["concurrency"], d["max_tokens"], strict=True)])
+    data, x_title = _with_levels(summary.sort_values(["max_tokens", "concurrency"]))
     fig = make_subplots(rows=1, cols=2, subplot_titles=("output tokens/s (higher is better)",
                                                         "TTFT p50, ms (lower is better)"))
     for i, (endpoint, group) in enumerate(data.groupby("endpoint", sort=False)):
@@ -241,7 +242,6 @@ def endpoints_comparison(summary: pd.DataFrame) -> go.Figure:
                              legendgroup=str(endpoint), marker_color=color), row=1, col=1)
         fig.add_trace(go.Bar(x=group["_x"], y=group["ttft_p50_ms"], name=str(endpoint), legendgroup=str(endpoint),
                              marker_color=color, showlegend=False), row=1, col=2)
-    x_title = "concurrency" + (" · max_tokens" if several else "")
     fig.update_xaxes(title_text=x_title, type="category")
     fig.update_layout(title="Same requests, three endpoints", barmode="group", template=_TEMPLATE,
                       legend_title_text="endpoint")
@@ -298,9 +298,7 @@ def precision_comparison(base: pd.DataFrame, other: pd.DataFrame, names: tuple[s
     ratios = precision_ratios(base, other)
     if ratios.empty:
         raise ValueError("nothing to plot: the two sweeps share no endpoint, concurrency and max_tokens")
-    several = ratios["max_tokens"].nunique() > 1
-    ratios = ratios.assign(_x=[f"{c} · {m} tok" if several else str(c)
-                               for c, m in zip(ratios["concurrency"], ratios["max_tokens"], strict=True)])
+    ratios, x_title = _with_levels(ratios)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("output tokens/s", f"{names[1]} ÷ {names[0]}"))
     for i, (endpoint, group) in enumerate(ratios.groupby("endpoint", sort=False)):
         color = _color(i)
@@ -309,7 +307,7 @@ def precision_comparison(base: pd.DataFrame, other: pd.DataFrame, names: tuple[s
                                  marker_pattern_shape=pattern), row=1, col=1)
         fig.add_trace(go.Scatter(x=group["_x"], y=group["ratio"], name=f"{endpoint} {names[1]} ÷ {names[0]}",
                                  mode="lines+markers", line={"color": color}), row=1, col=2)
-    fig.update_xaxes(title_text="concurrency" + (" · max_tokens" if several else ""), type="category")
+    fig.update_xaxes(title_text=x_title, type="category")
     fig.update_layout(title=f"{names[0]} against {names[1]}, same endpoints and levels", barmode="group",
                       template=_TEMPLATE)
     return fig

@@ -32,8 +32,8 @@ import time
 from typing import Any, Callable, Hashable
 
 CANCEL_CHECK_S = 0.25
-SLOW_PASS_S = 2.0  # a watcher pass slower than this is logged
 """How often the watcher asks about each in-flight request (each ask is a round trip to the server)."""
+SLOW_PASS_S = 2.0  # a watcher pass slower than this is logged
 
 SendFn = Callable[[Hashable, list, bool], None]
 

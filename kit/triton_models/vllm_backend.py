@@ -321,7 +321,6 @@ class TritonPythonModel:
     async def _generate(self, job: Job) -> None:
         """Run one job on the engine; every path ends with a final item for the pump."""
         final: Any = None  # the empty final item, unless an output or a failure ends the job
-        rejected = self.rejected
         try:
             from vllm.sampling_params import RequestOutputKind
 
@@ -341,10 +340,10 @@ class TritonPythonModel:
             final = Failure("request cancelled", pb_utils.TritonError.CANCELLED)
         except RequestError as exc:
             final = Failure(str(exc))
-        except rejected as exc:  # vLLM's own input validation (prompt too long, ...)
+        except self.rejected as exc:  # vLLM's own input validation (prompt too long, ...)
             final = Failure(f"vLLM rejected the request: {exc}")
         except Exception as exc:  # noqa: BLE001
-            if isinstance(exc.__cause__, rejected):
+            if isinstance(exc.__cause__, self.rejected):
                 # AsyncLLM wraps a ValueError of its input checks in an EngineGenerateError
                 final = Failure(f"vLLM rejected the request: {exc.__cause__}")
             else:

@@ -26,8 +26,8 @@ def _is_module(name: str) -> bool:
     return True
 
 
-def _kit_references(tree: ast.Module) -> tuple[dict[str, str], list[tuple[str, str, int]]]:
-    """Local names bound to kit modules, and every ``(module, name, line)`` the script reads from one."""
+def _kit_references(tree: ast.Module) -> list[tuple[str, str, int]]:
+    """Every ``(module, name, line)`` the script imports from a kit module or reads from one it imported."""
     modules: dict[str, str] = {}
     wanted: list[tuple[str, str, int]] = []
     for node in ast.walk(tree):
@@ -45,19 +45,19 @@ def _kit_references(tree: ast.Module) -> tuple[dict[str, str], list[tuple[str, s
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules:
             wanted.append((modules[node.value.id], node.attr, node.lineno))
-    return modules, wanted
+    return wanted
 
 
 def test_the_scan_sees_a_moved_function():
     tree = ast.parse("from kit.perf import load\nfrom kit.perf.prompts import gone\nload.default_prompts(3)\n")
-    _, wanted = _kit_references(tree)
+    wanted = _kit_references(tree)
     missing = [(m, n) for m, n, _ in wanted if not hasattr(importlib.import_module(m), n)]
     assert missing == [("kit.perf.prompts", "gone"), ("kit.perf.load", "default_prompts")]
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[p.name for p in SCRIPTS])
 def test_script_names_only_what_the_kit_has(script: Path):
-    _, wanted = _kit_references(ast.parse(script.read_text(encoding="utf-8")))
+    wanted = _kit_references(ast.parse(script.read_text(encoding="utf-8")))
     assert wanted, f"{script.name} uses nothing of the kit?"
     missing = [f"line {line}: {module}.{name}" for module, name, line in wanted
                if not hasattr(importlib.import_module(module), name)]
