@@ -99,3 +99,43 @@ def test_bad_repo_id_is_refused(tmp_path):
     """A repo id that is not owner/name is refused before any network call."""
     with pytest.raises(ConfigError, match="owner/name"):
         weights.download_model("just-a-name", tmp_path, token="x")
+
+
+def test_dummy_llama3_speaks_in_words_of_english_length(tmp_path):
+    """Uniformly sampled tokens (what dummy weights emit) make words of ~1.3 tokens, which the
+    output censor can release word by word: the pipeline's pieces follow the text, not the tokenizer."""
+    import random
+
+    from transformers import PreTrainedTokenizerFast
+
+    from kit.guardrails import default_guard
+
+    folder = weights.build_dummy_llama3(tmp_path / "dummy")
+    tok = PreTrainedTokenizerFast.from_pretrained(folder)
+    assert len(tok) == weights.LLAMA3_8B_CONFIG["vocab_size"]
+    assert tok.convert_tokens_to_ids("<|eot_id|>") == weights.LLAMA3_8B_CONFIG["eos_token_id"]
+    starts = sum(tok.convert_ids_to_tokens(i).startswith("Ġ") for i in range(weights.LLAMA3_REGULAR_VOCAB))
+    assert starts / weights.LLAMA3_REGULAR_VOCAB == pytest.approx(weights.DUMMY_SPACE_LED_SHARE, abs=0.001)
+    assert tok.decode(tok("the quick brown fox").input_ids) == "the quick brown fox"
+
+    rng = random.Random(7)
+    ids = [rng.randrange(weights.LLAMA3_REGULAR_VOCAB) for _ in range(300)]
+    text = tok.decode(ids)
+    assert 1.2 < 300 / len(text.split()) < 1.5  # tokens per word; the first version's: 6.7
+    stream, released, previous = default_guard().stream(), 0, ""
+    for n in range(1, len(ids) + 1):
+        now = tok.decode(ids[:n])
+        released += bool(stream.feed(now[len(previous):]))
+        previous = now
+    assert released > 150  # pieces a censored stream of 300 tokens comes in; the first version's: ~44
+
+
+def test_dummy_llama3_is_rebuilt_only_when_its_tokenizer_changed(tmp_path):
+    folder = weights.build_dummy_llama3(tmp_path / "dummy")
+    before = (folder / "tokenizer.json").stat().st_mtime_ns
+    assert weights.build_dummy_llama3(folder) == folder
+    assert (folder / "tokenizer.json").stat().st_mtime_ns == before
+    (folder / "kit_dummy_tokenizer_version").write_text("1\n")  # a folder from an older kit
+    weights.build_dummy_llama3(folder)
+    assert (folder / "kit_dummy_tokenizer_version").read_text().strip() == weights.DUMMY_TOKENIZER_VERSION
+    assert (folder / "tokenizer.json").stat().st_mtime_ns != before
