@@ -19,9 +19,11 @@ as huggingface-hub) whatever the target's version: the target's packages were bu
 against those. *Hard* pins (numpy 1.26.4 for Triton's Python stub, the server, the
 client, vLLM) always travel. ``--also scipy,...`` adds packages resolved together with
 the hard pins, for target packages that a hard pin breaks (an image's scipy built for
-numpy 2). After installing, ``--install`` runs ``pip check`` over the target plus the
-bundle: a bundled soft pin that breaks a target package is taken out again, and any other
-conflict is reported with the fix.
+numpy 2); a package resolved with the engine whose own requirements exclude a hard pin
+(ml_dtypes 0.7 needs numpy ≥ 2, and vLLM's CUDA build imports it) is resolved again that way
+by itself. After installing, ``--install`` runs ``pip check`` over the target plus the bundle:
+a bundled soft pin that breaks a target package is taken out again, and any other conflict is
+reported with the fix.
 """
 
 from __future__ import annotations
@@ -93,6 +95,11 @@ def requirements(cuda: bool, full: bool = False, also: tuple[str, ...] = (),
 
 def resolve(group: list[str], python: str) -> dict[str, str]:
     """name → version that pip would install for ``group`` on the target (nothing is installed)."""
+    return resolve_with_requirements(group, python)[0]
+
+
+def resolve_with_requirements(group: list[str], python: str) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """:func:`resolve`, plus each package's ``Requires-Dist`` lines (name → list of requirement strings)."""
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
@@ -101,7 +108,39 @@ def resolve(group: list[str], python: str) -> dict[str, str]:
         if result.returncode != 0:
             raise SetupError(f"pip could not resolve {group} for Python {python}:\n{result.stderr[-2000:]}")
         data = json.loads(report.read_text())
-    return {_norm(item["metadata"]["name"]): item["metadata"]["version"] for item in data["install"]}
+    versions, requires = {}, {}
+    for item in data["install"]:
+        name = _norm(item["metadata"]["name"])
+        versions[name] = item["metadata"]["version"]
+        requires[name] = list(item["metadata"].get("requires_dist") or [])
+    return versions, requires
+
+
+def pin_clashes(requires: dict[str, list[str]], pinned: dict[str, str], python: str) -> list[str]:
+    """The packages whose requirements exclude a pinned version, e.g. ml_dtypes 0.7 (``numpy>=2.0.0``)
+    against the kit's numpy 1.26.4: resolved with the engine, they would travel and fail to import.
+
+    ``requires``: name → ``Requires-Dist`` lines; ``pinned``: name → the version that travels;
+    ``python``: the target's ``major.minor`` (markers are evaluated for Linux x86-64, no extras).
+    """
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    env = {"python_version": python, "python_full_version": f"{python}.0", "extra": "",
+           "sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64"}
+    clashing = []
+    for name, lines in requires.items():
+        for line in lines:
+            try:
+                req = Requirement(line)
+            except InvalidRequirement:
+                continue
+            version = pinned.get(_norm(req.name))
+            if version is None or (req.marker is not None and not req.marker.evaluate(env)):
+                continue
+            if not req.specifier.contains(version, prereleases=True):
+                clashing.append(name)
+                break
+    return sorted(clashing)
 
 
 def excluded(name: str, have: tuple[str, ...]) -> bool:
@@ -154,13 +193,23 @@ def gather(out: Path, *, python: str, cuda: bool, have: tuple[str, ...], chunk_m
     out.mkdir(parents=True, exist_ok=True)
     groups = requirements(cuda, full, also, walkthrough)
     wanted: dict[str, str] = {}
+    requires: dict[str, list[str]] = {}
     for group in groups:
-        wanted.update(resolve(group, python))  # later groups (explicit pins such as numpy<2) win
+        versions, reqs = resolve_with_requirements(group, python)
+        wanted.update(versions)  # later groups (explicit pins such as numpy<2) win
+        requires.update(reqs)
     pins = read_pins()
     server = {_norm(k): v for k, v in (re.split(r"==", p, maxsplit=1) for p in pins["server"])}
     wanted.update(server)  # the server binary, without its Python deps
     explicit = {_name(p) for group in groups for p in group} | set(server)
     chosen = choose(wanted, explicit, have, target_has, also)
+    hard = {name: version for name, version in chosen.items() if name in HARD_PINS}
+    clashing = pin_clashes({n: requires.get(n, []) for n in chosen if n not in hard}, hard, python)
+    if clashing:  # resolved again beside the hard pins, as --also does
+        print(f"resolved again with the kit's pins (their newest builds exclude {sorted(hard)}): {clashing}", flush=True)
+        also = (*also, *clashing)
+        wanted.update({n: v for n, v in resolve([*groups[-1], *clashing], python).items() if n in clashing})
+        chosen = choose(wanted, explicit, have, target_has, also)
     print(f"{len(chosen)} wheels for Python {python} ({'CUDA' if cuda else 'CPU'}); left out: "
           f"{sorted(set(wanted) - set(chosen))}", flush=True)
     for name, version in chosen.items():

@@ -42,6 +42,46 @@ def test_requirements_put_also_with_the_kits_pins():
 
 
 
+def test_pin_clashes_finds_packages_whose_requirements_exclude_a_hard_pin():
+    requires = {
+        "ml-dtypes": ["numpy>=2.0.0", 'numpy>=2.1.0; python_version >= "3.13"', 'pytest; extra == "dev"'],
+        "old-lib": ['numpy<2; python_version < "3.13"'],
+        "new-on-313-only": ['numpy>=2.1; python_version >= "3.13"'],
+        "dev-only": ['numpy>=2; extra == "dev"'],
+        "unrelated": ["regex>=2020"],
+    }
+    assert bundle.pin_clashes(requires, {"numpy": "1.26.4"}, "3.12") == ["ml-dtypes"]
+    assert bundle.pin_clashes(requires, {"numpy": "1.26.4"}, "3.13") == ["ml-dtypes", "new-on-313-only"]
+    assert bundle.pin_clashes(requires, {"numpy": "2.5.2"}, "3.12") == ["old-lib"]
+    assert bundle.pin_clashes({"odd": ["not a requirement !!"]}, {"numpy": "1.26.4"}, "3.12") == []
+
+
+def test_gather_resolves_a_clashing_package_again_beside_the_hard_pins(tmp_path, monkeypatch):
+    """The engine's resolution brings ml_dtypes 0.7 (numpy >= 2 only); the bundle carries the newest
+    ml_dtypes that numpy 1.26.4 allows, which the host's pip would otherwise never be asked about."""
+    engine = ({"vllm": "0.24.0", "ml-dtypes": "0.7.0", "numpy": "2.5.2"},
+              {"vllm": ["numpy"], "ml-dtypes": ["numpy>=2.0.0"], "numpy": []})
+    rest = ({"numpy": "1.26.4", "tritonclient": "2.51.0"}, {"numpy": [], "tritonclient": ["numpy>=1.19"]})
+    results = iter([engine, rest])
+    monkeypatch.setattr(bundle, "resolve_with_requirements", lambda group, python: next(results))
+    asked = []
+
+    def resolve_again(group, python):
+        asked.append(group)
+        return {"numpy": "1.26.4", "ml-dtypes": "0.5.1", "tritonclient": "2.51.0"}
+
+    monkeypatch.setattr(bundle, "resolve", resolve_again)
+    monkeypatch.setattr(bundle, "read_pins", lambda: {"server": ["nvidia-pytriton==0.7.0"], "gpu": [], "cpu": [], "base": []})
+    monkeypatch.setattr(bundle, "requirements", lambda *a, **k: [["vllm==0.24.0"], ["numpy==1.26.4"]])
+    downloaded = []
+    monkeypatch.setattr(bundle.subprocess, "run", lambda cmd, check: downloaded.append(cmd[-1]))
+    monkeypatch.setattr(bundle, "split", lambda out, chunk_mb: {"wheels": {}})
+    bundle.gather(tmp_path, python="3.12", cuda=True, have=(), chunk_mb=48)
+    assert asked == [["numpy==1.26.4", "ml-dtypes"]]
+    assert "ml-dtypes==0.5.1" in downloaded and "numpy==1.26.4" in downloaded
+    assert not any(d.startswith("ml-dtypes==0.7") for d in downloaded)
+
+
 def test_walkthrough_adds_the_notebook_runner_but_not_jupyterlab_or_test_tools():
     """The walkthrough bundle carries papermill, nbconvert, ipykernel and plotly, not JupyterLab or pytest."""
     _, serve = bundle.requirements(cuda=True)
