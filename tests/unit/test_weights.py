@@ -139,3 +139,28 @@ def test_dummy_llama3_is_rebuilt_only_when_its_tokenizer_changed(tmp_path):
     weights.build_dummy_llama3(folder)
     assert (folder / "kit_dummy_tokenizer_version").read_text().strip() == weights.DUMMY_TOKENIZER_VERSION
     assert (folder / "tokenizer.json").stat().st_mtime_ns != before
+
+
+def test_lone_byte_tokens_are_the_byte_alphabets_upper_half(tiny_model):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    lone = weights.lone_byte_tokens(tok)
+    assert len(lone) == 128  # bytes 0x80-0xFF; every merge of the ASCII corpus stays valid UTF-8
+    assert all("\ufffd" not in tok.decode([i]) for i in range(len(tok)) if i not in set(lone))
+
+
+def test_greedy_decoding_of_the_tiny_model_never_picks_a_lone_byte(tiny_model):
+    """NVIDIA's additional-outputs test joins each token's decoded_token and compares with the text."""
+    import torch
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    model = LlamaForCausalLM.from_pretrained(tiny_model)
+    lone = set(weights.lone_byte_tokens(tok))
+    for prompt in ("In this example,", "Tell me about the ocean.", "é ü ß — ¿qué?"):
+        ids = tok(prompt, return_tensors="pt").input_ids
+        with torch.no_grad():
+            out = model.generate(ids, max_new_tokens=64, do_sample=False, pad_token_id=tok.pad_token_id)
+        generated = out[0, ids.shape[1]:].tolist()
+        assert len(generated) > 0 and not lone & set(generated), prompt
