@@ -61,6 +61,15 @@ class ServerHandle:
         return health.is_ready(self.http_url, timeout=5)
 
 
+def answer(client: Client, prompt: str = "still there?", max_tokens: int = 4) -> str:
+    """A greedy answer that runs to ``max_tokens``: the check that a server still serves.
+
+    Sampled at the default temperature, a few tokens of the random-weight model can decode to
+    nothing (an end-of-sequence or special token), which would read as a server that failed.
+    """
+    return client.generate(prompt, max_tokens=max_tokens, sampling={"temperature": 0, "ignore_eos": True}).text
+
+
 SAMPLE_MODEL = "tiny_lora"
 LORA_ADAPTERS = ("doll", "sheep")
 

@@ -27,6 +27,7 @@ from kit.detached import read_state
 from kit.exceptions import InferenceError
 from kit.perf.chaos import soak
 from kit.supervisor import Supervisor
+from tests.conftest import answer
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +64,7 @@ def test_detached_server_is_supervised(tmp_path, tiny_model):
         assert state.pid != first.pid, "the supervisor did not restart the server"
         status = subprocess.run([*kit, "status"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert status.returncode == 0, status.stdout
-        assert Client(state.endpoints.grpc_address).generate("back", max_tokens=4).text
+        assert answer(Client(state.endpoints.grpc_address), "back")
     finally:
         stopped = subprocess.run([*kit, "stop"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert "stopped" in stopped.stdout

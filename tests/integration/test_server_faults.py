@@ -16,6 +16,7 @@ from kit.config import LLM_MODEL, PIPELINE_MODEL, DeploymentConfig
 from kit.detached import ServerState, read_state, restart_detached, status, stop_detached, write_state
 from kit.exceptions import InferenceError
 from kit.paths import state_path
+from tests.conftest import answer
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +50,7 @@ def detached(tmp_path_factory, tiny_model):
 def test_token_is_in_no_process_log_or_artefact(detached):
     """The hub token never reaches the server's processes, their command lines, the log or the repository."""
     client = Client(detached.endpoints.grpc_address)
-    assert client.generate("hello", max_tokens=4).text
+    assert answer(client, "hello")
     for pid in processes.session_processes(detached.pid):
         assert not any(CANARY in line for line in processes.environment(pid) or ())
         assert CANARY not in (processes.command_line(pid) or "")
@@ -103,7 +104,7 @@ def test_status_reports_dead_stubs_and_restart_recovers(detached):
     assert any("not healthy" in line for line in report.errors)
     restarted = restart_detached()
     assert status().ready
-    assert Client(restarted.endpoints.grpc_address).generate("back", max_tokens=4).text
+    assert answer(Client(restarted.endpoints.grpc_address), "back")
     assert restarted.endpoints == detached.endpoints  # clients keep their addresses
 
 
