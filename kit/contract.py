@@ -176,6 +176,12 @@ PIPELINE = Contract(
 
 # The pipeline's optional outputs, each asked for by the input ``return_<name>``.
 PIPELINE_EXTRAS = ("finish_reason", "num_input_tokens", "num_output_tokens", "logprobs")
+# Request parameters from the pipeline to the vLLM backend over BLS: the id the pipeline gives its
+# LLM request, and an abort naming such an id (Triton 2.51's BLS response iterators have no cancel()).
+ID_PARAMETER = "kit_request_id"
+ABORT_PARAMETER = "kit_abort"
+# The error message of a cancelled LLM request. Its code may not survive a BLS hop; the message does.
+CANCELLED_MESSAGE = "request cancelled"
 
 
 def for_model(model: str) -> Contract:

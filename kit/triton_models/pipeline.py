@@ -29,13 +29,13 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from kit import contract
+from kit.contract import ABORT_PARAMETER, CANCELLED_MESSAGE, ID_PARAMETER
 from kit.exceptions import RequestError
 from kit.guardrails import Guard
 from kit.pipeline import PromptFormatter, check_request, llm_sampling_json
 from kit.triton_models import tensors
 from kit.triton_models.load_gauges import LoadGauges
 from kit.triton_models.responses import CancelWatcher
-from kit.triton_models.vllm_backend import ABORT_PARAMETER, ID_PARAMETER
 
 MAX_WORKERS = 1024
 
@@ -365,8 +365,8 @@ class TritonPythonModel:
                 load.first_token()
                 if response.has_error():
                     code = response.error().code()
-                    if code == pb_utils.TritonError.CANCELLED:
-                        failure = ("request cancelled", code)
+                    if code == pb_utils.TritonError.CANCELLED or response.error().message() == CANCELLED_MESSAGE:
+                        failure = (CANCELLED_MESSAGE, pb_utils.TritonError.CANCELLED)
                         break
                     message = f"{self.llm_model}: {response.error().message()}"
                     if code != pb_utils.TritonError.INVALID_ARG:

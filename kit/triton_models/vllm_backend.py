@@ -43,14 +43,16 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from kit import contract, sampling
+from kit.contract import ABORT_PARAMETER, CANCELLED_MESSAGE, ID_PARAMETER
 from kit.exceptions import RequestError
 from kit.triton_models import tensors
 from kit.triton_models.engine_metrics import EngineMetrics
 from kit.triton_models.responses import CancelWatcher, ResponsePump
 from kit.triton_models.sequences import Sequences
 
-ID_PARAMETER = "kit_request_id"
-ABORT_PARAMETER = "kit_abort"
+# A BLS abort can overtake the request it aborts: the pipeline's watcher and its worker reach the
+# server on threads of their own. Such an abort is kept this long, for the request to meet it.
+EARLY_ABORT_S = 60.0
 # Optional outputs, each sent only when the request's input `return_<name>` is true.
 EXTRA_OUTPUTS = ("finish_reason", "cumulative_logprob", "logprobs", "num_input_tokens", "num_output_tokens")
 # vLLM's output handler works through one engine step's outputs in chunks of this many running
@@ -167,6 +169,7 @@ class TritonPythonModel:
         self._pin_device(args)
         os.environ.setdefault("VLLM_V1_OUTPUT_PROC_CHUNK_SIZE", OUTPUT_PROC_CHUNK_SIZE)
         self.jobs: dict[str, Job] = {}
+        self.early_aborts: dict[str, float] = {}  # request id → monotonic time (read and written on the loop)
         senders = int(os.environ.get("KIT_RESPONSE_SENDERS", RESPONSE_SENDERS))
         self.pump = ResponsePump(self._send, senders=senders, name="vllm-send", on_error=self._send_failed)
         self.watcher = CancelWatcher(self._cancel, name="vllm-cancel-watch", log=self.logger.log_warn)
@@ -268,7 +271,13 @@ class TritonPythonModel:
 
     def _cancel_on_loop(self, request_id: str) -> None:
         job = self.jobs.get(request_id)
-        if job is None:
+        if job is None:  # finished, or not arrived yet: an abort that overtook its request
+            now = time.monotonic()
+            for stale, at in list(self.early_aborts.items()):  # oldest first
+                if now - at <= EARLY_ABORT_S:
+                    break
+                del self.early_aborts[stale]
+            self.early_aborts[request_id] = now
             return
         job.cancelled = True  # a task not yet started sees this at its start
         # The two log lines NVIDIA's backend writes (its cancellation test looks for them).
@@ -325,6 +334,9 @@ class TritonPythonModel:
             from vllm.sampling_params import RequestOutputKind
 
             job.task = asyncio.current_task()
+            if self.early_aborts.pop(job.request_id, None) is not None:
+                self.logger.log_info("[vllm] Cancelling the request")
+                job.cancelled = True
             if job.cancelled:
                 raise asyncio.CancelledError
             kind = RequestOutputKind.DELTA if job.stream else RequestOutputKind.FINAL_ONLY
@@ -337,7 +349,7 @@ class TritonPythonModel:
                     self.pump.put(job.request_id, output)
         except asyncio.CancelledError:  # the watcher or a BLS abort; vLLM aborted the request
             self.logger.log_info("[vllm] Successfully cancelled the request")
-            final = Failure("request cancelled", pb_utils.TritonError.CANCELLED)
+            final = Failure(CANCELLED_MESSAGE, pb_utils.TritonError.CANCELLED)
         except RequestError as exc:
             final = Failure(str(exc))
         except self.rejected as exc:  # vLLM's own input validation (prompt too long, ...)

@@ -112,3 +112,27 @@ def test_unloading_waits_for_the_requests_in_flight(backend, monkeypatch):
     model.thread = SimpleNamespace(join=lambda timeout: None)
     model.finalize()
     assert order == ["waiting", "info", "shutdown with 0 jobs"]
+
+
+def test_an_abort_that_overtakes_its_request_cancels_it_on_arrival(backend, monkeypatch):
+    """A BLS abort for an id not yet running is kept EARLY_ABORT_S; the request meets it and never
+    reaches the engine. An older one is forgotten, so the ids of finished requests do not pile up."""
+    backend.pb_utils.TritonError.CANCELLED = "CANCELLED"
+    clock = [100.0]
+    monkeypatch.setattr(backend.time, "monotonic", lambda: clock[0])
+    finals = []
+    model = backend.TritonPythonModel()
+    model.jobs, model.early_aborts = {}, {}
+    model.logger = backend.pb_utils.Logger
+    model.watcher = SimpleNamespace(unwatch=lambda request_id: None)
+    model.pump = SimpleNamespace(put=lambda request_id, item, final=False: finals.append((request_id, item)))
+    model.engine = None  # generating would fail on it
+
+    model._cancel_on_loop("finished-long-ago")
+    clock[0] += backend.EARLY_ABORT_S + 1
+    model._cancel_on_loop("early")
+    assert list(model.early_aborts) == ["early"]
+    job = backend.Job(request_id="early", prompt="p", stream=False, prepend_prompt=False, params={}, extras=set())
+    asyncio.run(model._generate(job))
+    assert finals == [("early", backend.Failure(backend.CANCELLED_MESSAGE, "CANCELLED"))]
+    assert model.early_aborts == {}
