@@ -25,9 +25,23 @@ def connect_host(host: str) -> str:
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nothing listens on now (the kernel's choice); another process may take it before it is bound."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    return free_ports(1, host)[0]
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct TCP ports nothing listens on now: all are held at once while the kernel picks.
+
+    Like :func:`free_port`, the ports are free only at the moment of the call: whoever binds them
+    later must cope with losing one to another process (:meth:`kit.server.Server.start` does).
+    """
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind((host, 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 def to_grpc_address(target: str) -> str:

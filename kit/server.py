@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
 from kit import launcher
-from kit.endpoints import Endpoints, connect_host, free_port
+from kit.endpoints import Endpoints, connect_host, free_ports
 from kit.exceptions import ServerError
 from kit.health import readiness, requests_in_flight
 from kit.installation import Installation, find_installation, kit_pythonpath
@@ -31,6 +31,10 @@ from kit.paths import new_log
 from kit.processes import kill_session, pid_alive
 
 READY_TIMEOUT_S = 600.0
+# A port the kit chose can be taken by another process between the choice and tritonserver's bind
+# (the kernel hands out the same ephemeral ports to everyone); the start then tries new ports.
+PORT_ATTEMPTS = 3
+PORT_IN_USE = b"already in use"  # Triton's log: "Address already in use" (gRPC, HTTP and metrics alike)
 
 
 def failure_lines(log_text: str, limit: int = 12) -> list[str]:
@@ -66,14 +70,21 @@ class Server:
         if not self.repository.is_dir():
             raise ServerError(f"model repository {self.repository} does not exist; build it first (`python -m kit build`)")
         self.host = host
-        self.endpoints = Endpoints(connect_host(host), http_port or free_port(), grpc_port or free_port(),
-                                   metrics_port or free_port())
+        self.requested_ports = (http_port, grpc_port, metrics_port)
+        self.endpoints = self._pick_endpoints()
         self.log_file = Path(log_file) if log_file else new_log("tritonserver")
         self.installation = installation
         self.extra_args = list(extra_args)
         self.extra_env = dict(env or {})
         self.drain_s = drain_s
         self.process: subprocess.Popen | None = None
+        self._log_start = 0  # where this launch's lines begin in the log file
+
+    def _pick_endpoints(self) -> Endpoints:
+        """The requested ports, and distinct free ones (the kernel's choice) where none was requested."""
+        chosen = iter(free_ports(self.requested_ports.count(None), self.host))
+        http, grpc, metrics = (port or next(chosen) for port in self.requested_ports)
+        return Endpoints(connect_host(self.host), http, grpc, metrics)
 
     # ---- command line
     def command(self) -> list[str]:
@@ -108,9 +119,27 @@ class Server:
 
     # ---- lifecycle
     def start(self, *, timeout: float = READY_TIMEOUT_S, progress: Callable[[str], None] | None = None) -> "Server":
+        """Launch ``tritonserver`` and wait until it and every model are ready.
+
+        When a port the kit chose was taken by another process before the server bound it,
+        the server is started again on new ones (at most :data:`PORT_ATTEMPTS` launches);
+        ports the caller asked for are never changed. Raises :class:`ServerError` with the
+        server's own error lines.
+        """
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            try:
+                return self._start_once(timeout=timeout, progress=progress)
+            except _PortInUseError:
+                if attempt == PORT_ATTEMPTS or None not in self.requested_ports:
+                    raise
+                self.endpoints = self._pick_endpoints()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _start_once(self, *, timeout: float, progress: Callable[[str], None] | None) -> "Server":
         if self.installation is None:
             self.installation = find_installation()
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        self._log_start = self.log_file.stat().st_size if self.log_file.exists() else 0
         log = open(self.log_file, "ab")
         try:
             self.process = subprocess.Popen(
@@ -137,6 +166,11 @@ class Server:
         while True:
             elapsed = time.monotonic() - start
             code = self.process.poll() if self.process else None
+            if self._port_taken():
+                # tritonserver exits when gRPC cannot bind, but keeps running without HTTP or metrics
+                raise _PortInUseError(self._explain(
+                    f"a port of {self.endpoints.ports} (HTTP, gRPC, metrics) is in use by another process: "
+                    "free it or choose other ports (--http-port, --grpc-port, --metrics-port)"))
             if code is not None:
                 raise ServerError(self._explain(f"tritonserver exited with code {code} during start-up"))
             look = readiness(self.endpoints.http_url)
@@ -150,6 +184,14 @@ class Server:
                 raise ServerError(self._explain(f"server not ready after {timeout:.0f}s"))
             progress(f"waiting for {', '.join(look.waiting_for)} ({elapsed:.0f}s)")
             time.sleep(0.5)
+
+    def _port_taken(self) -> bool:
+        """Whether this launch's log says that a port could not be bound."""
+        if not self.log_file.exists():
+            return False
+        with open(self.log_file, "rb") as log:
+            log.seek(self._log_start)
+            return PORT_IN_USE in log.read()
 
     def _explain(self, what: str) -> str:
         text = self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
@@ -189,7 +231,7 @@ class Server:
         if old is not None:
             _wait_ports_free(self.endpoints)
         self.log_file = new_log("tritonserver-restart")
-        return self.start(timeout=timeout, progress=progress)
+        return self._start_once(timeout=timeout, progress=progress)  # clients know these ports: keep them
 
     @property
     def pid(self) -> int | None:
@@ -202,6 +244,10 @@ class Server:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class _PortInUseError(ServerError):
+    """tritonserver could not bind one of its ports."""
 
 
 def drain_server(pid: int, metrics_url: str, drain_s: float = DRAIN_S, *,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import time
 
@@ -12,9 +14,10 @@ import pytest
 from kit import processes, repository
 from kit import server as srv
 from kit.client import Client
-from kit.config import LLM_MODEL, PIPELINE_MODEL, DeploymentConfig
+from kit.config import LLM_MODEL, PIPELINE_MODEL, POSTPROCESS_MODEL, DeploymentConfig
 from kit.detached import ServerState, read_state, restart_detached, status, stop_detached, write_state
 from kit.exceptions import InferenceError
+from kit.health import readiness
 from kit.paths import state_path
 from tests.conftest import answer
 
@@ -119,3 +122,40 @@ def test_stop_leaves_no_process_behind(detached):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # closed connections may linger in TIME_WAIT
         sock.bind(("127.0.0.1", state.endpoints.http_port))  # raises only if something still listens there
     assert status().running is False
+
+
+def test_a_chosen_port_taken_before_the_bind_is_replaced(tmp_path, tiny_model, monkeypatch):
+    """Another process binds a port the kit chose before tritonserver does: the server starts on new ports.
+
+    The kernel hands the same ephemeral ports to every process, so between ``free_ports`` and the
+    server's bind anyone may take one (seen in this suite once: a gRPC port). The repository holds
+    only the postprocess model, to start in seconds.
+    """
+    built = repository.build(DeploymentConfig.cpu_default(tiny_model, blocking_variant=False), tmp_path / "full")
+    repo = tmp_path / "postprocess_only"
+    shutil.copytree(built / POSTPROCESS_MODEL, repo / POSTPROCESS_MODEL)
+    real = srv.free_ports
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        picks = []
+
+        def grpc_port_taken_first(count, host="127.0.0.1"):
+            ports = real(count, host)
+            if not picks:
+                ports[1] = taken  # HTTP, gRPC, metrics
+            picks.append(ports)
+            return ports
+
+        monkeypatch.setattr(srv, "free_ports", grpc_port_taken_first)
+        server = srv.Server(repo)
+        assert server.endpoints.grpc_port == taken
+        try:
+            server.start(timeout=120)
+            assert taken not in server.endpoints.ports
+            assert len(picks) == 2
+            assert readiness(server.endpoints.http_url).ready
+            assert srv.PORT_IN_USE in server.log_file.read_bytes()  # the first launch did meet the squatter
+        finally:
+            server.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from kit.endpoints import Endpoints, connect_host, free_port, to_grpc_address
+from kit.endpoints import Endpoints, connect_host, free_port, free_ports, to_grpc_address
 
 
 def test_endpoints_render_each_clients_address():
@@ -31,3 +31,16 @@ def test_free_port_can_be_bound():
     """The port free_port names can be bound right away."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", free_port()))
+
+
+def test_free_ports_are_distinct_and_can_be_bound():
+    """free_ports holds its sockets together, so the kernel never names one port twice."""
+    ports = free_ports(3)
+    assert len(set(ports)) == 3
+    socks = [socket.socket() for _ in ports]
+    try:
+        for sock, port in zip(socks, ports, strict=True):
+            sock.bind(("127.0.0.1", port))
+    finally:
+        for sock in socks:
+            sock.close()
