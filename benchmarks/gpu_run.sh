@@ -65,6 +65,8 @@ PY
     # One level (PROFILE_CONCURRENCY streams × PROFILE_MAX_TOKENS), first direct, then through the
     # pipeline, each sampled for 10 s by py-spy (raw collapsed stacks) while top records every
     # process's and every server thread's CPU use and nvidia-smi dmon the GPU's load.
+    # PROFILE_PYSPY_ARGS adds py-spy options, e.g. --gil: only the thread holding the GIL is sampled,
+    # which shows what the stub's one interpreter spends its time on.
     out=$1; shift
     mkdir -p "$out"
     for endpoint in direct pipeline; do
@@ -74,10 +76,10 @@ PY
       load=$!
       sleep 8
       llm=$(pgrep -f 'triton_python_backend_stub.*/llama3-8b-instruct/' | head -1)
-      py-spy record --nonblocking -r 250 -d 10 -f raw -o "$out/${endpoint}_llm_stub.txt" -p "$llm" &
+      py-spy record ${PROFILE_PYSPY_ARGS:-} --nonblocking -r 250 -d 10 -f raw -o "$out/${endpoint}_llm_stub.txt" -p "$llm" &
       if [ "$endpoint" = pipeline ]; then
         bls=$(ps -eo pid,pcpu,args --sort=-pcpu | awk '/triton_python_backend_stub.*\/llama_bls_ensemble\//{print $1; exit}')
-        py-spy record --nonblocking -r 250 -d 10 -f raw -o "$out/${endpoint}_bls_stub.txt" -p "$bls" &
+        py-spy record ${PROFILE_PYSPY_ARGS:-} --nonblocking -r 250 -d 10 -f raw -o "$out/${endpoint}_bls_stub.txt" -p "$bls" &
       fi
       nvidia-smi dmon -s u -c 10 > "$out/${endpoint}_dmon.txt" 2>&1 &
       top -c -b -n 2 -d 4 -w 250 | awk '/^top -/{n++} n==2' > "$out/${endpoint}_top.txt"
