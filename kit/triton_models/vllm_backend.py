@@ -125,6 +125,23 @@ class Failure:
     code: Any = None  # a pb_utils.TritonError code; None → INVALID_ARG
 
 
+def _cache_environment(envs) -> bool:
+    """Freeze vLLM's environment variables in this process once its engine is up; say whether it could.
+
+    ``envs`` is the ``vllm.envs`` module, whose attributes call ``os.getenv`` on every read, and
+    vLLM reads some of them per output: with the engine's statistics on, 21 % of the vLLM stub's
+    GIL-held time went to those reads on an H200 at 256 streams (py-spy ``--gil``,
+    ``benchmarks/results/h200/statistics/``). vLLM freezes them itself in its engine processes
+    after start-up (``enable_envs_cache``); the stub is the engine's front-end process, so it
+    does the same. Variables the backend sets (``VLLM_V1_OUTPUT_PROC_CHUNK_SIZE``) are set before.
+    """
+    enable = getattr(envs, "enable_envs_cache", None)
+    if enable is None:
+        return False
+    enable()
+    return True
+
+
 def _rejection_errors(errors) -> tuple[type[Exception], ...]:
     """The exception classes vLLM raises for a request it refuses, none of which is a crash.
 
@@ -179,6 +196,8 @@ class TritonPythonModel:
         self.engine = asyncio.run_coroutine_threadsafe(self._create_engine(engine_json), self.loop).result()
         self.max_context = self.engine.model_config.max_model_len
         self.rejected = _rejection_errors(importlib.import_module("vllm.exceptions"))
+        if not _cache_environment(importlib.import_module("vllm.envs")):
+            self.logger.log_info("this vLLM cannot freeze its environment variables: it reads them per output")
         self.logger.log_info(
             f"vLLM engine ready for {engine_json.get('model')} (context {self.max_context}, "
             f"{senders} response senders)"

@@ -41,3 +41,15 @@ def test_rejections_are_named_as_the_installed_vllm_names_them(backend, errors, 
 def test_the_installed_vllm_has_a_rejection_class_of_its_own(backend):
     """The kit's pinned vLLM has at least one of the two: a third spelling fails here, not on a GPU host."""
     assert len(backend._rejection_errors(importlib.import_module("vllm.exceptions"))) >= 2
+
+
+def test_the_environment_is_frozen_where_vllm_can_freeze_it(backend):
+    calls = []
+    assert backend._cache_environment(types.SimpleNamespace(enable_envs_cache=lambda: calls.append(1)))
+    assert calls == [1]
+    assert not backend._cache_environment(types.SimpleNamespace())  # an older vLLM: nothing to call
+
+
+def test_the_installed_vllm_can_freeze_its_environment():
+    """Checked without calling it: freezing here would hide later environment changes from other tests."""
+    assert callable(importlib.import_module("vllm.envs").enable_envs_cache)
