@@ -7,6 +7,7 @@ only sees the last line of a traceback (or a notebook's red cell) can act::
      ├── SetupError               a binary, library or package is missing or broken
      ├── ConfigError (ValueError) a deployment setting or parameter is invalid
      ├── ServerError              the Triton server did not start, stopped, or a model is not ready
+     │    └── PortInUseError      another process holds one of the server's ports
      ├── InferenceError           the server answered a request with an error
      ├── RequestError (ValueError) a request sent to a model is invalid
      ├── NotebookError            a notebook run failed (its report marks the cell)
@@ -43,6 +44,10 @@ class ConfigError(KitError, ValueError):
 
 class ServerError(KitError):
     """The Triton server could not start, stopped, or a model is not ready."""
+
+
+class PortInUseError(ServerError):
+    """tritonserver could not bind one of its ports: another process holds it."""
 
 
 class InferenceError(KitError):

@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Mapping
 
 from kit import launcher
 from kit.endpoints import Endpoints, connect_host, free_ports
-from kit.exceptions import ServerError
+from kit.exceptions import PortInUseError, ServerError
 from kit.health import readiness, requests_in_flight
 from kit.installation import Installation, find_installation, kit_pythonpath
 from kit.launcher import DRAIN_S
@@ -129,7 +129,7 @@ class Server:
         for attempt in range(1, PORT_ATTEMPTS + 1):
             try:
                 return self._start_once(timeout=timeout, progress=progress)
-            except _PortInUseError:
+            except PortInUseError:
                 if attempt == PORT_ATTEMPTS or None not in self.requested_ports:
                     raise
                 self.endpoints = self._pick_endpoints()
@@ -168,7 +168,7 @@ class Server:
             code = self.process.poll() if self.process else None
             if self._port_taken():
                 # tritonserver exits when gRPC cannot bind, but keeps running without HTTP or metrics
-                raise _PortInUseError(self._explain(
+                raise PortInUseError(self._explain(
                     f"a port of {self.endpoints.ports} (HTTP, gRPC, metrics) is in use by another process: "
                     "free it or choose other ports (--http-port, --grpc-port, --metrics-port)"))
             if code is not None:
@@ -244,10 +244,6 @@ class Server:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-class _PortInUseError(ServerError):
-    """tritonserver could not bind one of its ports."""
 
 
 def drain_server(pid: int, metrics_url: str, drain_s: float = DRAIN_S, *,

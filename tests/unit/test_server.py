@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kit import server as srv
-from kit.exceptions import ServerError
+from kit.exceptions import PortInUseError, ServerError
 
 
 def test_command_sets_the_drain_period(tmp_path):
@@ -32,7 +32,7 @@ def _losing_ports(server, monkeypatch, losses: int) -> list[tuple[int, int, int]
     def start_once(*, timeout, progress):
         launches.append(server.endpoints.ports)
         if len(launches) <= losses:
-            raise srv._PortInUseError("Address already in use")
+            raise PortInUseError("Address already in use")
         return server
 
     monkeypatch.setattr(server, "_start_once", start_once)
