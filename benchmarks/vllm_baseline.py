@@ -31,7 +31,7 @@ from kit.perf import load
 from kit.perf.prompts import default_prompts
 
 
-async def _one(engine, endpoint: str, prompt: str, max_tokens: int, concurrency: int) -> dict:
+async def _one(engine, prompt: str, max_tokens: int, concurrency: int) -> dict:
     from vllm import SamplingParams
     from vllm.sampling_params import RequestOutputKind
 
@@ -47,21 +47,20 @@ async def _one(engine, endpoint: str, prompt: str, max_tokens: int, concurrency:
             tokens += len(seq.token_ids)
             chunks += 1
     done = time.perf_counter()
-    return {"endpoint": endpoint, "model": "AsyncLLM", "concurrency": concurrency, "max_tokens": max_tokens,
+    return {"endpoint": "vllm-asyncllm", "model": "AsyncLLM", "concurrency": concurrency, "max_tokens": max_tokens,
             "start_s": started, "ttft_s": (first - started) if first else np.nan, "latency_s": done - started,
             "chunks": chunks, "responses": chunks, "output_tokens": tokens, "output_chars": 0,
             "blocked": False, "error": ""}
 
 
-async def _level(engine, endpoint: str, prompts: list[str], concurrency: int, max_tokens: int,
-                 rounds: int) -> list[dict]:
+async def _level(engine, prompts: list[str], concurrency: int, max_tokens: int, rounds: int) -> list[dict]:
     queue = list(range(max(4, rounds * concurrency)))
     rows: list[dict] = []
 
     async def worker():
         while queue:
             i = queue.pop()
-            rows.append(await _one(engine, endpoint, prompts[i % len(prompts)], max_tokens, concurrency))
+            rows.append(await _one(engine, prompts[i % len(prompts)], max_tokens, concurrency))
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return rows
@@ -77,18 +76,19 @@ async def _main(args) -> pd.DataFrame:
     # whenever REPORT_CUSTOM_METRICS is on and model.json does not say `disable_log_stats: true`.
     if not args.log_stats:
         engine_json["disable_log_stats"] = True
-    endpoint = "vllm-asyncllm" + ("-stats" if not engine_json.get("disable_log_stats") else "")
     started = time.monotonic()
     engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**engine_json))
     print(f"AsyncLLM ready in {time.monotonic() - started:.0f}s", flush=True)
     prompts = default_prompts(max(args.concurrency) * args.rounds, args.tokenizer)
-    await _level(engine, endpoint, prompts, 16, 16, 1)  # warm-up
+    await _level(engine, prompts, 16, 16, 1)  # warm-up
     frames = []
     try:
         for max_tokens in args.max_tokens:
             for concurrency in args.concurrency:
-                rows = await _level(engine, endpoint, prompts, concurrency, max_tokens, args.rounds)
+                rows = await _level(engine, prompts, concurrency, max_tokens, args.rounds)
                 frame = pd.DataFrame(rows)
+                if args.log_stats:
+                    frame["endpoint"] = "vllm-asyncllm-stats"
                 base = frame["start_s"].min()
                 frame["start_s"] -= base
                 summary = load.summarize(frame)
