@@ -58,6 +58,24 @@ def kit_pythonpath() -> list[str]:
     return list(dict.fromkeys(paths))
 
 
+def stub_search_path(executable: Path | str, path: str) -> str:
+    """``PATH`` with ``executable``'s folder first: the Python backend stub then embeds that very interpreter.
+
+    The stub starts Python without naming a program (python_backend r24.10, ``src/pb_stub.cc``:
+    ``py::scoped_interpreter guard{}``), so CPython looks ``python3`` up on ``PATH`` for its
+    executable, isolated or not, and takes ``sys.prefix`` from the ``pyvenv.cfg`` beside the one
+    it finds (CPython ``Modules/getpath.py``: "Resolve names against PATH ... The use_environment
+    value is ignored for this lookup"). Otherwise the stub imports the base interpreter's
+    site-packages, not the virtual environment's. When that numpy is 2.x, the stub's pybind11
+    (2.10, numpy 1 only) reads every numeric dtype's item size as 0: each FP32/INT32/BOOL output
+    of a Python model reaches the client with 0 bytes, and BYTES tensors crash the stub.
+    The folder is not resolved: a virtual environment's ``python3`` may be a link to the base one.
+    """
+    folder = os.path.dirname(os.path.abspath(executable))
+    rest = [p for p in path.split(os.pathsep) if p and p != folder]
+    return os.pathsep.join([folder, *rest])
+
+
 def _pytriton_root() -> Path | None:
     try:
         import importlib.util
@@ -103,7 +121,11 @@ def prepare_pytriton(cache_dir: Path | None = None) -> Installation:
     # The interpreter's LIBDIR must come first: otherwise the stub binds the
     # system's libpython of another patch release and fails on missing symbols.
     ld_path = [sysconfig.get_config_var("LIBDIR") or "", str(libs), os.environ.get("LD_LIBRARY_PATH", "")]
-    env = {"LD_LIBRARY_PATH": os.pathsep.join(p for p in ld_path if p)}
+    env = {
+        "LD_LIBRARY_PATH": os.pathsep.join(p for p in ld_path if p),
+        # the stub embeds the python3 first on PATH: make it this one, with the kit's numpy 1.26
+        "PATH": stub_search_path(sys.executable, os.environ.get("PATH", os.defpath)),
+    }
     return Installation(binary=target / "bin" / "tritonserver", backend_dir=target / "backends", env=env)
 
 

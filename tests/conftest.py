@@ -111,6 +111,48 @@ def add_sample_model(repo: Path, tiny_model: Path) -> None:
     (version / "multi_lora.json").write_text(json.dumps({k: str(Path(v).relative_to(version)) for k, v in adapters.items()}))
 
 
+NUMERIC_MODEL = "numbers"
+
+_NUMERIC_MODEL_PY = """\
+import sys
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            a = pb_utils.get_input_tensor_by_name(request, "A").as_numpy()
+            b = pb_utils.get_input_tensor_by_name(request, "B").as_numpy()
+            runtime = f"{np.__version__} {sys.prefix}".encode()
+            responses.append(pb_utils.InferenceResponse([
+                pb_utils.Tensor("SUM", (a + b).astype(np.float32)),
+                pb_utils.Tensor("COUNT", np.array([a.size], dtype=np.int32)),
+                pb_utils.Tensor("POSITIVE", a > 0),
+                pb_utils.Tensor("RUNTIME", np.array([runtime], dtype=np.object_)),
+            ]))
+        return responses
+"""
+
+
+def add_numeric_model(repo: Path) -> None:
+    """A plain (not decoupled) Python model with FP32, INT32, BOOL and BYTES outputs, like NVIDIA's add_sub.
+
+    It says which numpy and interpreter prefix its stub embeds, in its ``RUNTIME`` output.
+    """
+    version = repo / NUMERIC_MODEL / "1"
+    version.mkdir(parents=True)
+    (version / "model.py").write_text(_NUMERIC_MODEL_PY)
+    tensors = [("input", "A", "TYPE_FP32", 4), ("input", "B", "TYPE_FP32", 4), ("output", "SUM", "TYPE_FP32", 4),
+               ("output", "COUNT", "TYPE_INT32", 1), ("output", "POSITIVE", "TYPE_BOOL", 4),
+               ("output", "RUNTIME", "TYPE_STRING", 1)]
+    lines = ['backend: "python"', "max_batch_size: 0", "instance_group [ { count: 1 kind: KIND_CPU } ]"]
+    lines += [f'{kind} [ {{ name: "{name}" data_type: {dtype} dims: [ {dims} ] }} ]' for kind, name, dtype, dims in tensors]
+    (repo / NUMERIC_MODEL / "config.pbtxt").write_text("\n".join(lines) + "\n")
+
+
 @pytest.fixture(scope="session")
 def tiny_model() -> Path:
     from kit.weights import build_tiny_model
@@ -133,6 +175,7 @@ def server(tmp_path_factory, tiny_model) -> ServerHandle:
 
     repo = repository.build(DeploymentConfig.cpu_default(tiny_model), tmp_path_factory.mktemp("repo") / "model_repository")
     add_sample_model(repo, tiny_model)
+    add_numeric_model(repo)
     srv = Server(repo)  # log under .kit/logs/, kept after the run
     srv.start()
     try:
