@@ -15,6 +15,9 @@ from pathlib import Path
 from kit.exceptions import ServerError
 
 STUB_BINARY = "triton_python_backend_stub"
+STACKS_SIGNAL = signal.SIGUSR2
+"""A kit stub that gets this signal writes every Python thread's stack to the server log
+(registered by :mod:`kit.triton_models`): ``kill -USR2 <stub pid>`` shows where a wedged model waits."""
 
 
 def _stat(pid: int | str) -> list[str] | None:
@@ -85,6 +88,36 @@ def model_stubs(sid: int, repository: Path | str, model: str) -> list[int]:
     """The stub processes of ``model`` (one per instance) in session ``sid``: their command line names its folder."""
     needle = f"{str(repository).rstrip('/')}/{model}/"
     return [pid for pid in session_processes(sid) if any(needle in line for line in stub_command_lines([pid]))]
+
+
+def catches(pid: int, sig: int) -> bool:
+    """Whether process ``pid`` has a handler for ``sig`` (``SigCgt`` in ``/proc/<pid>/status``)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    mask = next((line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), "0")
+    return bool(int(mask, 16) >> (sig - 1) & 1)
+
+
+def dump_stub_stacks(sid: int, pause_s: float = 0.5) -> list[int]:
+    """Ask the stubs of session ``sid`` for their Python stacks, which they write to the server log.
+
+    Only stubs that handle :data:`STACKS_SIGNAL` are asked (the signal's default action ends a
+    process), one every ``pause_s`` seconds so that their stacks do not interleave in the log.
+    Returns the pids asked.
+    """
+    asked = []
+    for pid in session_processes(sid):
+        if stub_command_lines([pid]) and catches(pid, STACKS_SIGNAL):
+            if asked:
+                time.sleep(pause_s)
+            try:
+                os.kill(pid, STACKS_SIGNAL)
+            except ProcessLookupError:
+                continue
+            asked.append(pid)
+    return asked
 
 
 def kill_session(sid: int, timeout: float = 20.0) -> None:

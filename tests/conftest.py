@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import urllib.request
 from pathlib import Path
 
@@ -182,6 +183,60 @@ def server(tmp_path_factory, tiny_model) -> ServerHandle:
         yield ServerHandle(srv.endpoints.http_url, srv.endpoints.grpc_address, srv.endpoints.metrics_url, repo, srv)
     finally:
         srv.stop()
+
+
+LOG_TAIL_LINES = 150  # of each server's log, attached to the report of a failed integration test
+STACK_LINES = 1500  # at most, of the stubs' stacks written to it on failure
+
+
+def _servers(item) -> list:
+    """The kit servers a test used that wrote a log (``Server`` fixtures and the session's handle)."""
+    from kit.server import Server
+
+    servers = []
+    for value in item.funcargs.values():
+        server = value.server if isinstance(value, ServerHandle) else value
+        if isinstance(server, Server) and server.log_file.is_file():
+            servers.append(server)
+    return servers
+
+
+def _read_from(path: Path, offset: int) -> str:
+    with open(path, "rb") as log:
+        log.seek(offset)
+        return log.read().decode("utf-8", errors="replace")
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last ``lines`` lines of ``path`` (read from its end: server logs grow large)."""
+    size = path.stat().st_size
+    return "\n".join(_read_from(path, max(0, size - 200 * lines)).splitlines()[-lines:])
+
+
+def stub_stacks(server, wait_s: float = 3.0) -> str:
+    """Every Python thread's stack in each stub of a running ``server``, as the stubs write them to its log."""
+    from kit import processes
+
+    if server.pid is None:
+        return ""
+    offset = server.log_file.stat().st_size
+    if not processes.dump_stub_stacks(server.pid):
+        return ""
+    time.sleep(wait_s)
+    return "\n".join(_read_from(server.log_file, offset).splitlines()[:STACK_LINES])
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test's report ends with its servers' stub stacks and last log lines: CI keeps nothing else."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and call.when in ("setup", "call"):
+        for server in _servers(item):
+            name = server.log_file.name
+            if stacks := stub_stacks(server):
+                report.sections.append((f"Python stacks of the stubs of {name}", stacks))
+            report.sections.append((f"server log {name} (last {LOG_TAIL_LINES} lines)", log_tail(server.log_file)))
 
 
 OPENAI_TEST_KEY = "kit-test-key"

@@ -73,6 +73,19 @@ def test_default_bind_is_loopback(detached):
         assert flag in command
 
 
+def test_stubs_write_their_python_stacks_to_the_log_on_request(detached):
+    """STACKS_SIGNAL makes every stub write its threads' stacks to the server log, and the server serves on."""
+    from tests.conftest import stub_stacks
+
+    stubs = [pid for pid in processes.session_processes(detached.pid) if processes.stub_command_lines([pid])]
+    stacks = stub_stacks(detached)
+    assert len(stubs) == 4  # the LLM, the postprocessor and the pipeline's two instances
+    assert stacks.count("Current thread") + stacks.count("Thread 0x") >= 2 * len(stubs)
+    assert "vllm-engine-loop" in stacks or "run_forever" in stacks  # the vLLM backend's event loop thread
+    assert all(processes.pid_alive(pid) for pid in stubs)
+    assert answer(Client(detached.endpoints.grpc_address), "still serving")
+
+
 def _kill(pid: int) -> None:
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10

@@ -62,3 +62,21 @@ def test_start_never_changes_ports_the_caller_chose(tmp_path, monkeypatch):
     with pytest.raises(ServerError, match="already in use"):
         server.start()
     assert launches == [(4321, 4322, 4323)]
+
+
+def test_a_failed_test_report_finds_its_servers_and_their_log_tail(tmp_path):
+    """The failure hook finds a test's servers (bare or behind the session's handle) and reads their log's end."""
+    from types import SimpleNamespace
+
+    from tests.conftest import ServerHandle, _servers, log_tail, stub_stacks
+
+    bare = _server(tmp_path, http_port=1, grpc_port=2, metrics_port=3)
+    bare.log_file = tmp_path / "bare.log"
+    bare.log_file.write_text("".join(f"line {i}\n" for i in range(500)))
+    handled = _server(tmp_path, http_port=4, grpc_port=5, metrics_port=6)
+    handled.log_file = tmp_path / "never-written.log"
+    item = SimpleNamespace(funcargs={"healing": bare, "other": 7,
+                                     "server": ServerHandle("http://h:1", "h:2", "http://h:3", None, handled)})
+    assert _servers(item) == [bare]  # a server that wrote no log has nothing to show
+    assert stub_stacks(bare) == ""  # not running: no stubs to ask
+    assert log_tail(bare.log_file, lines=3) == "line 497\nline 498\nline 499"
