@@ -13,13 +13,20 @@ What was measured on the CPU default (tiny model, two pipeline instances):
 
 So :class:`Supervisor` restarts. It polls every :attr:`~Supervisor.interval_s` seconds:
 the server process, the repository index, and each model's live stubs against its
-config's instance count (:func:`kit.health.missing_stubs`, the check ``kit status`` runs),
-and serves on its own port
+config's instance count (:func:`kit.health.missing_stubs`, the check ``kit status`` runs).
+A server can also stop answering while all of that looks fine: a lock cycle inside Triton
+2.51's Python backend stub leaves the pipeline's requests unanswered, every process alive and
+the server ready (README, Troubleshooting); the kit's chaos soak saw such a wedge last for
+minutes after a burst of cancelled streams. So every
+:attr:`~Supervisor.canary_every_s` seconds it also sends a one-token request through the
+guarded pipeline over gRPC (:func:`canary`); after :attr:`~Supervisor.canary_misses` in a row
+go unanswered for :attr:`~Supervisor.canary_timeout_s` seconds, it restarts too. It serves on
+its own port
 
 * ``/health``: 200 while the server is ready and every stub lives, else 503, with a
   JSON body saying why (what ``kit status`` says);
 * ``/metrics``: ``kit_model_recoveries_total{model}`` (restarts it made, by the model
-  that lost a stub, ``server`` when the process died), ``kit_server_healthy`` and
+  that lost a stub, ``server`` when the process died or stopped answering), ``kit_server_healthy`` and
   ``kit_recovery_seconds`` (the last restart's duration, s), in Prometheus' text format.
 """
 
@@ -38,6 +45,11 @@ from kit.health import lost_stubs, readiness
 from kit.server import READY_TIMEOUT_S, Server
 
 INTERVAL_S = 1.0
+CANARY_EVERY_S = 15.0
+CANARY_TIMEOUT_S = 60.0  # a one-token answer; far above its time on a loaded 2-core machine (< 2 s)
+CANARY_MISSES = 2
+# Problems of the whole server that a restart mends (a server that is starting is left alone).
+RESTART_REASONS = ("tritonserver is not running", "not answering")
 
 
 class _Quiet(WSGIRequestHandler):
@@ -68,6 +80,17 @@ def check(server: Server) -> dict[str, str]:
     return problems
 
 
+def canary(server: Server, timeout_s: float) -> str | None:
+    """One one-token request through the guarded pipeline over gRPC: None when answered, else why not."""
+    from kit.client import Client
+
+    try:
+        Client(server.endpoints.grpc_address, timeout_s=timeout_s).generate("ping", max_tokens=1)
+    except Exception as exc:  # noqa: BLE001 - any way the request fails counts as a miss
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
 class Supervisor:
     """Watches a started :class:`~kit.server.Server` and restarts it when a stub or the server is lost.
 
@@ -85,9 +108,19 @@ class Supervisor:
         ready_timeout_s: float = READY_TIMEOUT_S,
         log: Callable[[str], None] = print,
         on_state_change: Callable[[Server], None] | None = None,
+        canary_every_s: float | None = CANARY_EVERY_S,
+        canary_timeout_s: float = CANARY_TIMEOUT_S,
+        canary_misses: int = CANARY_MISSES,
+        probe: Callable[[Server, float], str | None] = canary,
     ):
         self.server = server
         self.interval_s = interval_s
+        self.canary_every_s = canary_every_s  # None: no canary requests
+        self.canary_timeout_s = canary_timeout_s
+        self.canary_misses = canary_misses
+        self.probe = probe
+        self._unanswered: str | None = None  # set by the canary thread, taken by the watch loop
+        self.history: list[tuple[float, float, dict[str, str]]] = []  # (started, ended, what was lost) per restart
         self.ready_timeout_s = ready_timeout_s
         self.log = log
         self.on_state_change = on_state_change
@@ -108,6 +141,8 @@ class Supervisor:
         self.health_url = f"http://{connect_host(host)}:{self.port}/health"
         self._threads = [threading.Thread(target=self.http.serve_forever, name="kit-health", daemon=True),
                          threading.Thread(target=self._watch, name="kit-supervisor", daemon=True)]
+        if canary_every_s:
+            self._threads.append(threading.Thread(target=self._canary, name="kit-canary", daemon=True))
 
     # ---- HTTP
     def _app(self, environ, start_response):
@@ -133,11 +168,32 @@ class Supervisor:
                 if self._stop.is_set():
                     return
                 problems = check(self.server)
+                if self._unanswered is not None:
+                    problems.setdefault("server", self._unanswered)
+                    self._unanswered = None
                 self.problems = problems
                 self.healthy.set(0 if problems else 1)
-                lost = {k: v for k, v in problems.items() if k != "server" or "not running" in v}
+                lost = {k: v for k, v in problems.items() if k != "server" or v.startswith(RESTART_REASONS)}
                 if lost:
                     self._recover(lost)
+
+    def _canary(self) -> None:
+        """Send :func:`canary` requests; report a server that leaves :attr:`canary_misses` in a row unanswered."""
+        misses = 0
+        while not self._stop.wait(self.canary_every_s):
+            pid = self.server.pid
+            if self.recovering or self.problems:
+                misses = 0  # a known problem, or a restart: the watch loop deals with it
+                continue
+            why = self.probe(self.server, self.canary_timeout_s)
+            if why is None or self.server.pid != pid or self._stop.is_set():
+                misses = 0  # answered, or the server was restarted meanwhile
+                continue
+            misses += 1
+            self.log(f"supervisor: canary request {misses} of {self.canary_misses} unanswered: {why}")
+            if misses >= self.canary_misses:
+                self._unanswered = f"not answering: {misses} one-token requests in a row failed (last: {why})"
+                misses = 0
 
     def _recover(self, lost: dict[str, str]) -> None:
         for what, why in lost.items():
@@ -152,6 +208,8 @@ class Supervisor:
         finally:
             self.recovering = False
         took = time.monotonic() - started
+        self._unanswered = None  # said of the server that is gone
+        self.history.append((started, started + took, dict(lost)))  # monotonic seconds
         for what in lost:
             self.recoveries.labels(model=what).inc()
         self.recovery_s.set(took)
@@ -160,6 +218,13 @@ class Supervisor:
         self.log(f"supervisor: service restored in {took:.1f}s (pid {self.server.pid})")
         if self.on_state_change is not None:
             self.on_state_change(self.server)
+
+    @property
+    def detection_s(self) -> float:
+        """The longest a server may go unanswered before the canary has it restarted, s."""
+        if not self.canary_every_s:
+            return self.interval_s
+        return self.canary_misses * (self.canary_every_s + self.canary_timeout_s) + self.interval_s
 
     def recoveries_total(self) -> float:
         """Restarts made so far, all models together."""

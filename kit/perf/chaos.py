@@ -15,7 +15,12 @@ while the supervisor's ``/health`` says unhealthy. Every request is bounded
 
 A failure is a request that ended with an error it should not have. The requests in flight
 when the stub was killed (started before the supervisor restored service, ended after the
-kill) are expected to fail and are counted apart. Resident memory (all processes of the
+kill) are expected to fail and are counted apart. So are those ended by a *fault*: a restart
+the soak did not cause (the server process died, or stopped answering the supervisor's canary
+requests; see :mod:`kit.supervisor` for the Triton 2.51 race behind both). A request counts as
+ended by a fault when it started before service was restored and ended at most
+:attr:`~kit.supervisor.Supervisor.detection_s` before the restart began. Faults are listed in
+the report: the soak shows that the server heals, not that the server never fails. Resident memory (all processes of the
 server's session, MiB) is read ``warmup_s`` after service was restored (or after the start)
 and again at the end; after a recovery the soak runs on for at least ``2 * warmup_s``, so that
 the two readings are that far apart.
@@ -64,6 +69,8 @@ class SoakReport:
     requests: int = 0
     ok: int = 0
     lost_with_stub: int = 0
+    lost_with_fault: int = 0
+    faults: list[str] = field(default_factory=list)  # restarts the soak did not cause: when, and why
     failures: list[str] = field(default_factory=list)
     hung: int = 0
     killed_pid: int | None = None
@@ -86,6 +93,7 @@ class SoakReport:
                     if self.restored_at_s is not None and self.killed_at_s is not None else "n/a")
         return (f"soak {self.duration_s:.0f}s: {self.requests} requests ({self.by_kind}), ok {self.ok}, "
                 f"lost with the killed stub {self.lost_with_stub}, failures {len(self.failures)}, hung {self.hung}; "
+                f"faults {self.faults or 'none'} ({self.lost_with_fault} requests lost with them); "
                 f"stub {self.killed_pid} killed at {self.killed_at_s}s, service restored after {recovery} "
                 f"({self.recoveries:.0f} recoveries); RSS after warm-up {self.rss_after_warmup_mib} MiB, "
                 f"at the end {self.rss_end_mib} MiB ({growth})")
@@ -202,6 +210,7 @@ def soak(
     t0 = time.monotonic()
     stop_at = [t0 + duration_s]  # pushed back after a recovery, so that memory is measured over a real span
     recoveries_before = supervisor.recoveries_total()
+    history_before = len(supervisor.history)
 
     def worker(index: int) -> None:
         rng = random.Random(seed * 1000 + index)
@@ -253,8 +262,29 @@ def soak(
     report.rss_end_mib = session_rss_mib(server)
     report.recoveries = supervisor.recoveries_total() - recoveries_before
 
+    return tally(report, outcomes, t0=t0, restarts=supervisor.history[history_before:],
+                 detection_s=supervisor.detection_s, hang_s=hang_s)
+
+
+def tally(report: SoakReport, outcomes: list[Outcome], *, t0: float, restarts: list, detection_s: float,
+          hang_s: float) -> SoakReport:
+    """Count ``outcomes`` into ``report`` (see the module docstring for what is lost, a fault or a failure).
+
+    ``restarts`` are the supervisor's ``(started, ended, what was lost)`` during the soak, in
+    monotonic seconds like the outcomes' times; the first one to end after the stub was killed
+    is the soak's own (it may seem to start before: the kill's time is rounded), every other one
+    is a fault.
+    """
     kill = t0 + report.killed_at_s if report.killed_at_s is not None else None
     restored = t0 + report.restored_at_s if report.restored_at_s is not None else None
+    planned = next((r for r in restarts if kill is not None and r[1] >= kill), None)
+    faults = [r for r in restarts if r is not planned]
+    report.faults = [f"{began - t0:.1f}s: {'; '.join(f'{k}: {v}' for k, v in lost.items())}"[:300]
+                     for began, _, lost in faults]
+
+    def ended_by_fault(outcome: Outcome) -> bool:
+        return any(began - detection_s <= outcome.ended and outcome.started <= ended for began, ended, _ in faults)
+
     for outcome in outcomes:
         report.requests += 1
         report.by_kind[outcome.kind] = report.by_kind.get(outcome.kind, 0) + 1
@@ -264,6 +294,8 @@ def soak(
             report.ok += 1
         elif kill is not None and outcome.ended >= kill and (restored is None or outcome.started <= restored):
             report.lost_with_stub += 1
+        elif ended_by_fault(outcome):
+            report.lost_with_fault += 1
         else:
             report.failures.append(f"{outcome.kind} at {outcome.started - t0:.1f}s: {outcome.error}")
     return report

@@ -82,3 +82,76 @@ def test_supervisor_health_is_200_when_nothing_is_wrong(tmp_path, monkeypatch):
     with Supervisor(SimpleNamespace(), interval_s=0.05) as supervisor:
         code, body = _get(supervisor.health_url)
     assert code == 200 and json.loads(body) == {"healthy": True, "recovering": False, "problems": {}}
+
+
+def _wait_for(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return condition()
+
+
+def test_a_server_that_stops_answering_is_restarted(tmp_path, monkeypatch):
+    """Ready, every stub alive, yet the canary requests go unanswered: after `canary_misses` in a row, a restart."""
+    import kit.supervisor as sup
+
+    monkeypatch.setattr(sup, "check", lambda server: {})
+    server = _StandIn(tmp_path)
+    answers = iter(["TimeoutError: no answer", None, "TimeoutError: no answer", "TimeoutError: no answer"])
+    probes = []
+
+    def probe(srv, timeout_s):
+        probes.append(timeout_s)
+        return next(answers, None)
+
+    logged = []
+    with Supervisor(server, interval_s=0.02, canary_every_s=0.02, canary_timeout_s=7, canary_misses=2,
+                    probe=probe, log=logged.append) as supervisor:
+        assert _wait_for(lambda: server.restarts == 1)
+        assert _wait_for(lambda: len(probes) >= 6)  # probing goes on after the restart, which answers
+        assert server.restarts == 1  # one miss, an answer, then two misses: one restart
+        assert supervisor.recoveries_total() == 1
+    assert set(probes) == {7}
+    assert any("canary request 1 of 2 unanswered: TimeoutError" in line for line in logged)
+    assert any("server: not answering: 2 one-token requests in a row failed" in line for line in logged)
+
+
+def test_no_canary_while_a_problem_is_known_or_when_turned_off(tmp_path, monkeypatch):
+    """An unready server is not probed (the watch loop owns it); canary_every_s=None sends nothing."""
+    import kit.supervisor as sup
+
+    probes = []
+    monkeypatch.setattr(sup, "check", lambda server: {"server": "not ready: llm LOADING"})
+    with Supervisor(_StandIn(tmp_path), interval_s=0.02, canary_every_s=0.02,
+                    probe=lambda srv, t: probes.append(t)):
+        time.sleep(0.3)
+    monkeypatch.setattr(sup, "check", lambda server: {})
+    with Supervisor(_StandIn(tmp_path), interval_s=0.02, canary_every_s=None,
+                    probe=lambda srv, t: probes.append(t)) as supervisor:
+        time.sleep(0.3)
+        assert len(supervisor._threads) == 2
+    assert probes == []
+
+
+def test_the_canary_is_one_token_through_the_pipeline(monkeypatch):
+    """canary() asks the guarded pipeline (the client's default model) for one token and reports the error text."""
+    import kit.client
+    import kit.supervisor as sup
+    from kit.exceptions import InferenceError
+
+    calls = []
+
+    class FakeClient:
+        def __init__(self, address, timeout_s):
+            calls.append((address, timeout_s))
+
+        def generate(self, prompt, max_tokens):
+            calls.append((prompt, max_tokens))
+            if len(calls) > 2:
+                raise InferenceError("no answer from llama_bls_ensemble within 5s")
+
+    monkeypatch.setattr(kit.client, "Client", FakeClient)
+    server = SimpleNamespace(endpoints=Endpoints("127.0.0.1", 1, 2, 3))
+    assert sup.canary(server, 5) is None
+    assert calls == [("127.0.0.1:2", 5), ("ping", 1)]
+    assert sup.canary(server, 5) == "InferenceError: no answer from llama_bls_ensemble within 5s"
