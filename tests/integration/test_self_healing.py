@@ -278,6 +278,8 @@ def test_stop_during_16_streams_drains_them(healing):
         t.start()
     for _ in range(16):
         assert firsts.acquire(timeout=HANG_S)
+    failed_early = {k: v[0] for k, v in list(outcomes.items()) if v[1] == 0}
+    assert not failed_early, f"streams failed before their first token, so nothing was drained: {failed_early}"
     session = server.pid
     stopped = time.monotonic()
     server.stop(drain=True)
