@@ -17,13 +17,14 @@ A failure is a request that ended with an error it should not have. The requests
 when the stub was killed (started before the supervisor restored service, ended after the
 kill) are expected to fail and are counted apart. So are those ended by a *fault*: a restart
 the soak did not cause (the server process died, or stopped answering the supervisor's canary
-requests; see :mod:`kit.supervisor` for the Triton 2.51 race behind both). A request counts as
-ended by a fault when it started before service was restored and ended at most
-:attr:`~kit.supervisor.Supervisor.detection_s` before the restart began. Faults are listed in
-the report: the soak shows that the server heals, not that the server never fails. Resident memory (all processes of the
-server's session, MiB) is read ``warmup_s`` after service was restored (or after the start)
-and again at the end; after a recovery the soak runs on for at least ``2 * warmup_s``, so that
-the two readings are that far apart.
+requests; the README's Troubleshooting lists what Triton 2.51 did in the soak). A request
+counts as ended by a fault when it started before the fault's restart ended and ended at most
+:attr:`~kit.supervisor.Supervisor.detection_s` before that restart began. Faults are listed in
+the report: the soak shows that the server heals, not that it never fails.
+
+Resident memory (all processes of the server's session, MiB) is read ``warmup_s`` after
+service was restored (or after the start) and again at the end; after a recovery the soak
+runs on for at least ``2 * warmup_s``, so that the two readings are that far apart.
 """
 
 from __future__ import annotations
