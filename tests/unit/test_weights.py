@@ -164,3 +164,22 @@ def test_greedy_decoding_of_the_tiny_model_never_picks_a_lone_byte(tiny_model):
             out = model.generate(ids, max_new_tokens=64, do_sample=False, pad_token_id=tok.pad_token_id)
         generated = out[0, ids.shape[1]:].tolist()
         assert len(generated) > 0 and not lone & set(generated), prompt
+
+
+def test_greedy_answers_of_the_tiny_model_run_to_max_tokens(tiny_model):
+    """NVIDIA's cancellation test cancels a 1,500-token greedy answer after 1 s; the model must not end it first.
+
+    The first version of the model ended this prompt's greedy answer with <|eot_id|> after 157 tokens.
+    """
+    import torch
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    model = LlamaForCausalLM.from_pretrained(tiny_model)
+    eos = tok.convert_tokens_to_ids("<|eot_id|>")
+    assert model.generation_config.eos_token_id == eos
+    ids = tok("Write an original and creative poem of at least 200 words.", return_tensors="pt").input_ids
+    with torch.no_grad():
+        out = model.generate(ids, max_new_tokens=400, do_sample=False, pad_token_id=tok.pad_token_id)
+    generated = out[0, ids.shape[1]:].tolist()
+    assert len(generated) == 400 and eos not in generated
