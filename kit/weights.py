@@ -125,10 +125,10 @@ def build_tiny_model(out_dir: Path | None = None, *, seed: int = TINY_SEED, forc
 
     Built only when missing, built otherwise or ``force``; takes a few seconds. Same seed, same bytes.
     Greedy decoding never picks a lone byte (see :func:`lone_byte_tokens`) nor the end of turn
-    ``<|eot_id|>``: their ``lm_head`` rows are zeros. So a greedy answer always runs to its
-    ``max_tokens``, as a real model asked for a long answer does, and tests that cancel, drain or time
-    a long request get one. Before, the random model ended most greedy answers by itself after
-    130-160 tokens (under 1 s on a CPU), before NVIDIA's cancellation test cancels at 1 s.
+    ``<|eot_id|>``: their ``lm_head`` rows are zeros. So a greedy answer runs to its ``max_tokens``
+    (or the context's end), as a real model asked for a long answer does, and tests that cancel,
+    drain or time a long request get one: with a random end-of-turn row the model ended most greedy
+    answers after 130-160 tokens, under 1 s on a CPU, before NVIDIA's cancellation test cancels.
     Sampling can still pick both.
     """
     out_dir = Path(out_dir or tiny_model_dir())
@@ -162,7 +162,7 @@ def build_tiny_model(out_dir: Path | None = None, *, seed: int = TINY_SEED, forc
     model = LlamaForCausalLM(config)
     with torch.no_grad():  # logit 0 whatever the context, below the argmax of the random others
         model.lm_head.weight[lone_byte_tokens(tokenizer)] = 0.0
-        model.lm_head.weight[config.eos_token_id] = 0.0  # see below
+        model.lm_head.weight[config.eos_token_id] = 0.0
     model.save_pretrained(out_dir, safe_serialization=True)
     marker.write_text(json.dumps(recipe, indent=2) + "\n")
     return out_dir
