@@ -34,18 +34,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from kit.client import Client
 from kit.config import LLM_MODEL, PIPELINE_MODEL
 from kit.detached import read_state
+from kit.perf.bench import _tokenizer_path
 from kit.pipeline import PromptFormatter
 
 QUESTION = "What does Triton do?"
 
 
 def grpc_ttft(client: Client, model: str, prompt: str, max_tokens: int) -> float:
-    """Seconds to the first piece with text; the stream is read to its end."""
-    started, first = time.perf_counter(), None
-    for delta in client.stream(prompt, model=model, max_tokens=max_tokens, sampling={"temperature": 0}):
-        if first is None and delta.text:
-            first = time.perf_counter() - started
-    return first
+    """Seconds to the first piece with text (the kit client's ``ttft_s``); the stream is read to its end."""
+    return client.generate(prompt, model=model, stream=True, max_tokens=max_tokens, sampling={"temperature": 0}).ttft_s
 
 
 def http_ttft(conn: http.client.HTTPConnection, model: str, max_tokens: int) -> float:
@@ -79,10 +76,9 @@ def main() -> None:
         raise SystemExit("no server with the OpenAI service is running: start one with "
                          "`python -m kit serve --detach --openai`")
     client = Client(state.endpoints.grpc_address)
-    import tritonclient.grpc as grpcclient
-
-    config = grpcclient.InferenceServerClient(state.endpoints.grpc_address).get_model_config(PIPELINE_MODEL, as_json=True)
-    tokenizer = config["config"]["parameters"]["tokenizer"]["string_value"]  # what the pipeline formats with
+    tokenizer = _tokenizer_path(state.endpoints.grpc_address)  # what the pipeline formats with
+    if tokenizer is None:
+        raise SystemExit(f"{PIPELINE_MODEL} names no tokenizer folder this machine has")
     prompt = PromptFormatter.load(tokenizer).chat_text([{"role": "user", "content": QUESTION}])
     url = urlparse(args.openai_url or f"http://127.0.0.1:{state.openai_port}")
     conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=60)
