@@ -140,8 +140,11 @@ class CancelWatcher:
     from the watcher's thread only, every :data:`CANCEL_CHECK_S` per request, and never for a key
     after :meth:`unwatch` returned: the server frees a request's state once its final response is
     sent, so a request must be unwatched *before* its final send (asking about a finished request
-    crashed tritonserver with SIGSEGV at 64 streams on an H200). :meth:`unwatch` waits for a check
-    of that key in progress (at most one round trip).
+    crashed tritonserver with SIGSEGV at 64 streams on an H200). :meth:`unwatch` waits only while
+    that very key is being asked about (at most one round trip); :meth:`watch` never waits for a
+    round trip. (It did once: with one lock held across every ask, admitting a request on an H200
+    at 256 streams waited ~1 ms for the watcher's pass, 58 % of ``execute``, and requests queued
+    in Triton for 65 ms on average.)
     """
 
     def __init__(self, on_cancel: Callable[[Hashable], None], *, interval_s: float = CANCEL_CHECK_S,
@@ -150,42 +153,51 @@ class CancelWatcher:
         self._interval = interval_s
         self._log = log or (lambda message: None)  # e.g. the stub's warning log
         self._watched: dict[Hashable, Callable[[], bool]] = {}
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()  # guards _watched and _asking; held only for dict work
+        self._asking: Hashable | None = None  # the key whose is_cancelled() is in flight
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def watch(self, key: Hashable, is_cancelled: Callable[[], bool]) -> None:
-        with self._lock:
+        with self._cond:
             self._watched[key] = is_cancelled
 
     def unwatch(self, key: Hashable) -> None:
         """Stop watching ``key``; once this returns, ``is_cancelled`` of ``key`` is not called again."""
-        with self._lock:
+        with self._cond:
             self._watched.pop(key, None)
+            while self._asking == key:
+                self._cond.wait()
 
     def __len__(self) -> int:
         return len(self._watched)
 
     def check(self) -> list[Hashable]:
         """One pass over the watched requests; returns (and stops watching) the cancelled ones."""
-        with self._lock:
+        with self._cond:
             keys = list(self._watched)
         cancelled = []
         for key in keys:
-            with self._lock:  # held across the round trip: unwatch() waits for it
+            with self._cond:
                 is_cancelled = self._watched.get(key)
                 if is_cancelled is None:
                     continue  # finished meanwhile
-                try:
-                    hit = bool(is_cancelled())
-                except Exception as exc:  # noqa: BLE001 - a sender already closed: nothing left to cancel
-                    self._log(f"cannot ask whether request {key} was cancelled, no longer watching it: {exc}")
-                    del self._watched[key]
-                    continue
-                if hit:
-                    del self._watched[key]
-            if hit:
+                self._asking = key  # from here until the answer, unwatch(key) waits
+            hit, failure = False, None
+            try:
+                hit = bool(is_cancelled())
+            except Exception as exc:  # noqa: BLE001 - a sender already closed: nothing left to cancel
+                failure = exc
+            finally:
+                with self._cond:
+                    self._asking = None
+                    if hit or failure is not None:
+                        self._watched.pop(key, None)
+                    self._cond.notify_all()
+            if failure is not None:
+                self._log(f"cannot ask whether request {key} was cancelled, no longer watching it: {failure}")
+            elif hit:
                 cancelled.append(key)
                 self._on_cancel(key)
         return cancelled

@@ -169,3 +169,61 @@ def test_watcher_thread_polls_on_its_own():
     watcher.watch("a", lambda: True)
     assert cancelled.wait(5)
     watcher.close()
+
+
+class _BlockingAsk:
+    """An ``is_cancelled`` whose round trip lasts until ``release`` is set."""
+
+    def __init__(self):
+        self.asking, self.release, self.calls = threading.Event(), threading.Event(), 0
+
+    def __call__(self) -> bool:
+        self.calls += 1
+        self.asking.set()
+        assert self.release.wait(5)
+        return False
+
+
+def _in_thread(fn, *args) -> threading.Thread:
+    thread = threading.Thread(target=fn, args=args, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_admitting_and_finishing_other_requests_never_waits_for_a_round_trip():
+    """watch() runs in the stub's execute (admission): it once waited for the watcher's whole ask."""
+    ask = _BlockingAsk()
+    watcher = CancelWatcher(lambda key: None, interval_s=3600)
+    watcher.watch("slow", ask)
+    watcher.watch("other", lambda: False)
+    checking = _in_thread(watcher.check)
+    assert ask.asking.wait(5)
+
+    def admit_and_finish():
+        watcher.watch("new", lambda: False)
+        watcher.unwatch("other")
+
+    others = _in_thread(admit_and_finish)
+    others.join(5)
+    assert not others.is_alive() and not ask.release.is_set()  # done while the ask is still in flight
+    ask.release.set()
+    checking.join(5)
+    assert not checking.is_alive() and len(watcher) == 2  # "slow" and "new"
+    watcher.close()
+
+
+def test_unwatch_waits_for_an_ask_about_its_own_request_then_it_is_never_asked_again():
+    ask = _BlockingAsk()
+    watcher = CancelWatcher(lambda key: None, interval_s=3600)
+    watcher.watch("a", ask)
+    checking = _in_thread(watcher.check)
+    assert ask.asking.wait(5)
+    finishing = _in_thread(watcher.unwatch, "a")
+    finishing.join(0.2)
+    assert finishing.is_alive()  # the server may not free the request while it is being asked about
+    ask.release.set()
+    finishing.join(5)
+    checking.join(5)
+    assert not finishing.is_alive() and not checking.is_alive()
+    assert watcher.check() == [] and ask.calls == 1 and len(watcher) == 0
+    watcher.close()
