@@ -6,7 +6,11 @@ same question on four paths, interleaved round by round so that drift hits all o
 * ``grpc llm``: the kit's gRPC client straight to the LLM (the chat-formatted prompt);
 * ``grpc pipeline``: the same through ``llama_bls_ensemble`` (guard, LLM, censor);
 * ``http llm`` / ``http pipeline``: the kit's OpenAI service (``/v1/chat/completions``, streamed),
-  read with a bare HTTP client so that no SDK's parsing is counted.
+  read with a bare HTTP client so that no SDK's parsing is counted;
+* ``vllm serve`` (with ``--vllm-url``): vLLM's own OpenAI server on the same GPU, the same request
+  as ``http llm``, so that the kit's path and the one users would pick instead are timed in the
+  same rounds (start it with the kit's engine arguments, e.g. ``kit.perf.head_to_head.VllmServe``,
+  and enough ``gpu_memory_utilization`` left for both).
 
 Each path runs at ``max_tokens`` 1, where the answer's only token is also its last, and at the
 larger ``--max-tokens``. The differences are the hops: ``http − grpc`` is the OpenAI service;
@@ -70,6 +74,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=40)
     p.add_argument("--max-tokens", type=int, default=8, help="the longer answer (the shorter is 1 token)")
     p.add_argument("--openai-url", default=None, help="the kit's OpenAI service (default: the detached server's)")
+    p.add_argument("--vllm-url", default=None, help="also time `vllm serve` at this URL (serving the model "
+                   f"as {LLM_MODEL}, as kit.perf.head_to_head.VllmServe starts it)")
     args = p.parse_args()
     state = read_state()
     if not state or not (args.openai_url or state.openai_port):
@@ -88,6 +94,10 @@ def main() -> None:
         "http llm": lambda n: http_ttft(conn, LLM_MODEL, n),
         "http pipeline": lambda n: http_ttft(conn, PIPELINE_MODEL, n),
     }
+    if args.vllm_url:
+        vllm = urlparse(args.vllm_url)
+        vllm_conn = http.client.HTTPConnection(vllm.hostname, vllm.port or 80, timeout=60)
+        paths["vllm serve"] = lambda n: http_ttft(vllm_conn, LLM_MODEL, n)
     lengths = (1, args.max_tokens)
     times: dict[tuple[str, int], list[float]] = {(path, n): [] for path in paths for n in lengths}
     for round_ in range(args.rounds + 3):  # the first three warm every path
@@ -105,6 +115,9 @@ def main() -> None:
                   f"[{samples[len(samples) // 10]:.2f}-{samples[9 * len(samples) // 10]:.2f}]")
         print(f"  max_tokens {n:3d}  OpenAI service (http − grpc, llm) {row['http llm'] - row['grpc llm']:+.2f}; "
               f"pipeline − llm (grpc) {row['grpc pipeline'] - row['grpc llm']:+.2f}")
+        if "vllm serve" in row:
+            print(f"  max_tokens {n:3d}  kit − vllm serve: llm {row['http llm'] - row['vllm serve']:+.2f}, "
+                  f"pipeline {row['http pipeline'] - row['vllm serve']:+.2f}")
 
 
 if __name__ == "__main__":
