@@ -1,7 +1,8 @@
 """Where the first token's time goes at one stream: each hop of the kit's path, side by side.
 
 Against a running server (``python -m kit serve --detach --openai``), one request at a time, the
-same question on four paths, interleaved round by round so that drift hits all of them alike:
+same question on four paths (five with ``--vllm-url``), interleaved round by round so that drift
+hits all of them alike:
 
 * ``grpc llm``: the kit's gRPC client straight to the LLM (the chat-formatted prompt);
 * ``grpc pipeline``: the same through ``llama_bls_ensemble`` (guard, LLM, censor);
