@@ -25,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kit import metrics
+from kit.cli import int_list, positive_int
 from kit.config import LLM_MODEL
 from kit.detached import read_state
 from kit.exceptions import KitError, ServerError, exit_with
@@ -42,16 +43,16 @@ def counters(metrics_url: str) -> dict[str, float]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--concurrency", default="16,64", help="comma-separated stream counts")
-    p.add_argument("--max-tokens", type=int, default=16)
-    p.add_argument("--rounds", type=int, default=3, help="requests per level = rounds × concurrency")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--concurrency", type=int_list, default=[16, 64], help="comma-separated stream counts")
+    p.add_argument("--max-tokens", type=positive_int, default=16)
+    p.add_argument("--rounds", type=positive_int, default=3, help="requests per level = rounds × concurrency")
+    p.add_argument("--repeats", type=positive_int, default=3)
     p.add_argument("--tokenizer", default=None, help="model folder whose chat template formats the prompts")
     args = p.parse_args()
     state = read_state()
     if state is None:
         raise ServerError("no detached server is running: start one with `python -m kit serve --detach`")
-    levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    levels = args.concurrency
     grpc, metrics_url = state.endpoints.grpc_address, state.endpoints.metrics_url
     prompts = default_prompts(max(levels) * args.rounds, args.tokenizer)
     load.run_level(grpc, LLM_MODEL, concurrency=min(4, max(levels)), requests=4, max_tokens=args.max_tokens,

@@ -70,6 +70,12 @@ def http_ttft(conn: http.client.HTTPConnection, model: str, max_tokens: int) -> 
     return first
 
 
+def connection(url: str) -> http.client.HTTPConnection:
+    """One kept-alive connection to an OpenAI server's ``http://host:port``."""
+    parsed = urlparse(url)
+    return http.client.HTTPConnection(parsed.hostname, parsed.port or 80, timeout=60)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=40)
@@ -87,8 +93,7 @@ def main() -> None:
     if tokenizer is None:
         raise SystemExit(f"{PIPELINE_MODEL} names no tokenizer folder this machine has")
     prompt = PromptFormatter.load(tokenizer).chat_text([{"role": "user", "content": QUESTION}])
-    url = urlparse(args.openai_url or f"http://127.0.0.1:{state.openai_port}")
-    conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=60)
+    conn = connection(args.openai_url or f"http://127.0.0.1:{state.openai_port}")
     paths = {
         "grpc llm": lambda n: grpc_ttft(client, LLM_MODEL, prompt, n),
         "grpc pipeline": lambda n: grpc_ttft(client, PIPELINE_MODEL, QUESTION, n),
@@ -96,8 +101,7 @@ def main() -> None:
         "http pipeline": lambda n: http_ttft(conn, PIPELINE_MODEL, n),
     }
     if args.vllm_url:
-        vllm = urlparse(args.vllm_url)
-        vllm_conn = http.client.HTTPConnection(vllm.hostname, vllm.port or 80, timeout=60)
+        vllm_conn = connection(args.vllm_url)
         paths["vllm serve"] = lambda n: http_ttft(vllm_conn, LLM_MODEL, n)
     lengths = (1, args.max_tokens)
     times: dict[tuple[str, int], list[float]] = {(path, n): [] for path in paths for n in lengths}

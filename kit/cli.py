@@ -333,7 +333,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _int_list(text: str) -> list[int]:
+def int_list(text: str) -> list[int]:
     """``1,8,48`` → [1, 8, 48] (sorted, unique, positive); argparse's error otherwise."""
     try:
         values = [int(v) for v in text.replace(" ", "").split(",") if v]
@@ -344,7 +344,7 @@ def _int_list(text: str) -> list[int]:
     return sorted(set(values))
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
     """A positive integer; argparse's error otherwise."""
     try:
         value = int(text)
@@ -361,12 +361,12 @@ def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     levels = ",".join(map(str, DEFAULT_CONCURRENCY))
     parser.add_argument("--quick", action="store_true",
                         help=f"short run: max_tokens {QUICK_MAX_TOKENS}, fewer requests, smaller guard benchmark")
-    parser.add_argument("--concurrency", type=_int_list, default=None,
+    parser.add_argument("--concurrency", type=int_list, default=None,
                         help=f"concurrency levels, comma-separated (default {levels})")
-    parser.add_argument("--max-tokens", type=_positive, default=None,
+    parser.add_argument("--max-tokens", type=positive_int, default=None,
                         help=f"tokens per request, fixed with ignore_eos (default {DEFAULT_MAX_TOKENS}, "
                              f"--quick {QUICK_MAX_TOKENS})")
-    parser.add_argument("--requests", type=_positive, default=None,
+    parser.add_argument("--requests", type=positive_int, default=None,
                         help="requests per endpoint and level (default: max(32, 4 × concurrency), "
                              "--quick max(16, 3 × concurrency); the blocking pipeline gets as many as "
                              "the concurrency)")
@@ -383,10 +383,10 @@ def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                              "same model and engine arguments, measured by `vllm bench serve` (see "
                              "kit/perf/head_to_head.py); uses --params, --concurrency (default 1,4,16), "
                              "--max-tokens (default 32), --requests, --out")
-    parser.add_argument("--openai-workers", type=_positive, default=1,
+    parser.add_argument("--openai-workers", type=positive_int, default=1,
                         help="processes of the kit's OpenAI API with --vs-vllm-serve (default 1; e.g. 4 on a GPU "
                              "serving hundreds of streams)")
-    parser.add_argument("--repeats", type=_positive, default=3,
+    parser.add_argument("--repeats", type=positive_int, default=3,
                         help="whole comparisons back to back; ratios are their medians with the spread (default 3)")
     parser.add_argument("--streams-per-process", type=int, default=0,
                         help="one client process per this many streams (default 0: one process; a GPU serving "
