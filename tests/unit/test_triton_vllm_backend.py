@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import importlib
 import json
 import sys
@@ -103,7 +104,7 @@ def test_unloading_waits_for_the_requests_in_flight(backend, monkeypatch):
     monkeypatch.setattr(backend.time, "sleep", lambda s: model.jobs.pop("a", None))  # answered while we wait
     order = []
     model = backend.TritonPythonModel()
-    model.jobs = {"a": object()}
+    model.jobs, model.inbox = {"a": object()}, collections.deque()
     model.logger = SimpleNamespace(log_info=lambda m: order.append("waiting" if "waiting" in m else "info"))
     model.watcher = model.pump = SimpleNamespace(close=lambda: None)
     model.engine = SimpleNamespace(shutdown=lambda: order.append(f"shutdown with {len(model.jobs)} jobs"))
@@ -136,3 +137,76 @@ def test_an_abort_that_overtakes_its_request_cancels_it_on_arrival(backend, monk
     asyncio.run(model._generate(job))
     assert finals == [("early", backend.Failure(backend.CANCELLED_MESSAGE, "CANCELLED"))]
     assert model.early_aborts == {}
+
+
+class FakeRequest:
+    """A Triton request as the backend reads it before parsing: parameters and a response sender."""
+
+    def __init__(self, name, parameters="{}"):
+        self.name, self._parameters, self.sent = name, parameters, []
+
+    def parameters(self):
+        return self._parameters
+
+    def get_response_sender(self):
+        return SimpleNamespace(send=lambda response=None, flags=0: self.sent.append((response, flags)),
+                               is_cancelled=lambda: False)
+
+
+@pytest.fixture
+def admitting(backend):
+    """A model whose loop only records what is scheduled on it, and whose parser names the request."""
+    model = backend.TritonPythonModel()
+    model.metrics, model.health_check = None, False
+    model.jobs, model.inbox, model.admitting = {}, collections.deque(), False
+    wakeups, started = [], []
+    model.loop = SimpleNamespace(call_soon_threadsafe=lambda f, *a: wakeups.append(f),
+                                 create_task=lambda coroutine: (started.append(coroutine.cr_frame.f_locals["job"]),
+                                                                coroutine.close()))
+    model.watcher = SimpleNamespace(watch=lambda key, is_cancelled: None)
+
+    def parse(request):
+        if request.name == "bad":
+            raise RequestError("input 'text_input' is required")
+        return backend.Job(request_id="", prompt=request.name, stream=False, prepend_prompt=False,
+                           params={}, extras=set())
+
+    model._parse = parse
+    return model, wakeups, started
+
+
+def test_a_burst_of_requests_wakes_the_engine_loop_once(admitting):
+    """execute() only queues: three arrivals while the loop is busy cost one wake-up, and the loop
+    then starts all three in arrival order; an arrival after that wakes it again."""
+    model, wakeups, started = admitting
+    requests = [FakeRequest(n) for n in ("a", "b", "c")]
+    for request in requests:
+        assert model.execute([request]) is None
+    assert len(wakeups) == 1 and list(model.inbox) == requests and not started
+    wakeups.pop()()
+    assert [job.prompt for job in started] == ["a", "b", "c"] and not model.inbox
+    assert sorted(job.prompt for job in model.jobs.values()) == ["a", "b", "c"]
+    model.execute([FakeRequest("d")])
+    assert len(wakeups) == 1
+
+
+def test_a_bad_request_is_answered_on_the_loop_and_the_next_one_still_starts(admitting, backend, monkeypatch):
+    """A request that cannot be read gets its error from the loop; the ones around it start."""
+    model, wakeups, started = admitting
+    errors = []
+    monkeypatch.setattr(backend.tensors, "send_error", lambda sender, message, code=None: errors.append(message))
+    model.execute([FakeRequest("a"), FakeRequest("bad"), FakeRequest("c")])
+    wakeups.pop()()
+    assert errors == ["input 'text_input' is required"]
+    assert [job.prompt for job in started] == ["a", "c"]
+
+
+def test_an_abort_request_cancels_on_the_loop_and_is_answered_at_once(admitting, backend):
+    """A BLS abort (its id in the request's parameters) cancels that id and gets one final, empty response."""
+    model, wakeups, started = admitting
+    cancelled = []
+    model._cancel = cancelled.append
+    abort = FakeRequest("abort", json.dumps({backend.ABORT_PARAMETER: "r-7"}))
+    model.execute([abort])
+    wakeups.pop()()
+    assert cancelled == ["r-7"] and abort.sent == [(None, backend.tensors.FINAL)] and not started
