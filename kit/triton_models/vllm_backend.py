@@ -266,7 +266,11 @@ class TritonPythonModel:
         """On the loop: start every request that has arrived since the last call."""
         self.admitting = False
         while self.inbox:
-            job = self._admit(self.inbox.popleft())
+            try:
+                job = self._admit(self.inbox.popleft())
+            except Exception as exc:  # noqa: BLE001 - e.g. an answer that could not be sent: the next ones still start
+                self.logger.log_error(f"could not admit a request: {exc!r}")
+                continue
             if job is not None:
                 self.loop.create_task(self._generate(job))
 

@@ -142,15 +142,19 @@ def test_an_abort_that_overtakes_its_request_cancels_it_on_arrival(backend, monk
 class FakeRequest:
     """A Triton request as the backend reads it before parsing: parameters and a response sender."""
 
-    def __init__(self, name, parameters="{}"):
-        self.name, self._parameters, self.sent = name, parameters, []
+    def __init__(self, name, parameters="{}", send_fails=False):
+        self.name, self._parameters, self.sent, self.send_fails = name, parameters, [], send_fails
 
     def parameters(self):
         return self._parameters
 
     def get_response_sender(self):
-        return SimpleNamespace(send=lambda response=None, flags=0: self.sent.append((response, flags)),
-                               is_cancelled=lambda: False)
+        return SimpleNamespace(send=self._send, is_cancelled=lambda: False)
+
+    def _send(self, response=None, flags=0):
+        if self.send_fails:
+            raise RuntimeError("the client is gone")
+        self.sent.append((response, flags))
 
 
 @pytest.fixture
@@ -210,3 +214,16 @@ def test_an_abort_request_cancels_on_the_loop_and_is_answered_at_once(admitting,
     model.execute([abort])
     wakeups.pop()()
     assert cancelled == ["r-7"] and abort.sent == [(None, backend.tensors.FINAL)] and not started
+
+
+def test_an_answer_that_cannot_be_sent_is_logged_and_the_next_request_still_starts(admitting, backend):
+    """An abort whose acknowledgement fails to send (its caller gone) must not strand the requests behind it."""
+    model, wakeups, started = admitting
+    logged = []
+    model._cancel = lambda request_id: None
+    model.logger = SimpleNamespace(log_error=logged.append)
+    abort = FakeRequest("abort", json.dumps({backend.ABORT_PARAMETER: "r-8"}), send_fails=True)
+    model.execute([abort, FakeRequest("b")])
+    wakeups.pop()()
+    assert [job.prompt for job in started] == ["b"] and not model.inbox
+    assert len(logged) == 1 and "the client is gone" in logged[0]
