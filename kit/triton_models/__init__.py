@@ -19,10 +19,12 @@ from kit.processes import STACKS_SIGNAL
 
 
 def utf8_stdio() -> None:
-    """Make ``sys.stdout`` and ``sys.stderr`` write UTF-8 (unencodable text is escaped, never raised)."""
+    """Make ``sys.stdout`` and ``sys.stderr`` write UTF-8 (unencodable text is escaped, never raised).
+
+    The CLI's :func:`kit.cli.tolerant_stdio` keeps the terminal's encoding; a stub writes to the
+    server log, a file, so it takes UTF-8."""
     for stream in (sys.stdout, sys.stderr):
-        encoding = getattr(stream, "encoding", None) or ""
-        if hasattr(stream, "reconfigure") and encoding.lower().replace("-", "") != "utf8":
+        if hasattr(stream, "reconfigure"):
             stream.reconfigure(encoding="utf-8", errors="backslashreplace")
 
 

@@ -281,7 +281,7 @@ class TritonPythonModel:
         if ABORT_PARAMETER in control:
             # A BLS caller cancelling one of its requests (Triton 2.51's BLS
             # response iterators have no cancel()): cancel it, then answer.
-            self._cancel(str(control[ABORT_PARAMETER]))
+            self._cancel_on_loop(str(control[ABORT_PARAMETER]))  # already on the loop
             sender.send(flags=tensors.FINAL)
             return None
         try:

@@ -209,7 +209,7 @@ def test_an_abort_request_cancels_on_the_loop_and_is_answered_at_once(admitting,
     """A BLS abort (its id in the request's parameters) cancels that id and gets one final, empty response."""
     model, wakeups, started = admitting
     cancelled = []
-    model._cancel = cancelled.append
+    model._cancel_on_loop = cancelled.append
     abort = FakeRequest("abort", json.dumps({backend.ABORT_PARAMETER: "r-7"}))
     model.execute([abort])
     wakeups.pop()()
@@ -220,7 +220,7 @@ def test_an_answer_that_cannot_be_sent_is_logged_and_the_next_request_still_star
     """An abort whose acknowledgement fails to send (its caller gone) must not strand the requests behind it."""
     model, wakeups, started = admitting
     logged = []
-    model._cancel = lambda request_id: None
+    model._cancel_on_loop = lambda request_id: None
     model.logger = SimpleNamespace(log_error=logged.append)
     abort = FakeRequest("abort", json.dumps({backend.ABORT_PARAMETER: "r-8"}), send_fails=True)
     model.execute([abort, FakeRequest("b")])
