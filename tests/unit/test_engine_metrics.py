@@ -128,3 +128,42 @@ def test_a_step_with_only_scheduler_statistics_updates_the_gauges(engine_metrics
     metrics.record(SimpleNamespace(num_running_reqs=0, num_waiting_reqs=0), None)
     wait_for(lambda: running.calls and running.calls[-1] == ("set", 0))
     metrics.close()
+
+
+def test_counted_histogram_reports_cumulative_buckets_sum_and_count(engine_metrics):
+    """Values land in every bucket whose bound they do not exceed (bounds inclusive), beyond the last in +Inf only."""
+    families = []
+    counted = engine_metrics.CountedHistogram(families, "x_seconds", "d", {"model": "m"}, [0.01, 0.1, 1.0])
+    assert [f.name for f in families] == ["x_seconds_bucket", "x_seconds_sum", "x_seconds_count"]
+    assert [m.labels["le"] for m in counted.buckets] == ["0.01", "0.1", "1", "+Inf"]
+    assert all(f.kind == "counter" for f in families)
+    counted.add([0.5, 0.004, 3.0, 0.01])
+    assert [m.calls for m in counted.buckets] == [[("increment", 2)], [("increment", 2)], [("increment", 3)],
+                                                 [("increment", 4)]]
+    assert counted.sum.calls == [("increment", pytest.approx(3.514))]
+    assert counted.count.calls == [("increment", 4)]
+    counted.add([2.0])  # a bucket no value reaches is not called
+    assert [len(m.calls) for m in counted.buckets] == [1, 1, 1, 2]
+    counted.add([])
+    assert len(counted.count.calls) == 2
+
+
+def test_per_token_histogram_counters_hands_a_step_over_in_a_few_calls(engine_metrics):
+    """With ``counters`` the inter-token latencies of a step cost one call per bucket, not one per token."""
+    metrics = engine_metrics.EngineMetrics({"model": "m"}, max_model_len=2048, per_token_histogram="counters")
+    made = FakeFamily.made
+    assert "vllm:time_per_output_token_seconds" not in made  # no Triton histogram of that name
+    metrics.record(None, iteration(inter_token_latencies_iter=[0.004] * 500))
+    metrics.flush()
+    assert made["vllm:time_per_output_token_seconds_count"].calls == [("increment", 500)]
+    assert made["vllm:time_per_output_token_seconds_bucket"].calls == [("increment", 500)]  # the +Inf one, made last
+    bucket_calls = sum(len(m.calls) for m in metrics.metrics.tpot.buckets)
+    assert bucket_calls == len(engine_metrics.TPOT_BUCKETS) + 1
+    assert made["vllm:e2e_request_latency_seconds"].calls == [("observe", 0.5)]  # the others stay histograms
+    metrics.close()
+    assert not metrics.metrics.families
+
+
+def test_an_unknown_per_token_histogram_is_refused(engine_metrics):
+    with pytest.raises(ValueError, match="per_token_histogram must be one of"):
+        engine_metrics.EngineMetrics({"model": "m"}, max_model_len=2048, per_token_histogram="summary")
