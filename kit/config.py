@@ -23,8 +23,6 @@ from kit.weights import LLAMA3_REPO_ID, tiny_model_dir
 
 BLS_MODES = ("async", "blocking")
 DEVICES = ("gpu", "cpu")
-PER_TOKEN_HISTOGRAMS = ("triton", "counters")
-"""Values of :attr:`DeploymentConfig.per_token_histogram`."""
 LLM_MODEL = "llama3-8b-instruct"
 POSTPROCESS_MODEL = "llama_postprocess"
 PIPELINE_MODEL = "llama_bls_ensemble"
@@ -88,11 +86,6 @@ class DeploymentConfig:
     """Also serve ``llama_bls_blocking`` (blocking mode) for side-by-side comparisons."""
     guard: GuardConfig = field(default_factory=GuardConfig)
     report_metrics: bool = True
-    per_token_histogram: str = "triton"
-    """How ``vllm:time_per_output_token_seconds`` is exported: ``triton``, a Triton histogram (one
-    stub→server call per generated token, as NVIDIA's backend does), or ``counters``, the same
-    buckets counted in the stub and exported as counters under the histogram's series names
-    (``kit.triton_models.engine_metrics.CountedHistogram``)."""
     tensor_parallel_size: int = 1
     pipeline_parallel_size: int = 1
     replicas: int = 1
@@ -179,10 +172,6 @@ class DeploymentConfig:
             raise ConfigError(f"device must be one of {DEVICES}, got {self.device!r}")
         if self.bls_mode not in BLS_MODES:
             raise ConfigError(f"bls_mode must be one of {BLS_MODES}, got {self.bls_mode!r}")
-        if self.per_token_histogram not in PER_TOKEN_HISTOGRAMS:
-            raise ConfigError(
-                f"per_token_histogram must be one of {PER_TOKEN_HISTOGRAMS}, got {self.per_token_histogram!r}"
-            )
         for name in ("llm_instances", "pipeline_instances", "postprocess_instances", "replicas",
                      "tensor_parallel_size", "pipeline_parallel_size"):
             value = getattr(self, name)

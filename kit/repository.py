@@ -66,8 +66,6 @@ def llm_config(config: DeploymentConfig) -> str:
     ]
     if config.report_metrics:
         lines.append(_param("REPORT_CUSTOM_METRICS", "true"))
-        if config.per_token_histogram != "triton":
-            lines.append(_param("PER_TOKEN_HISTOGRAM", config.per_token_histogram))
     return "\n".join(lines) + "\n"
 
 

@@ -154,55 +154,6 @@ def add_numeric_model(repo: Path) -> None:
     (repo / NUMERIC_MODEL / "config.pbtxt").write_text("\n".join(lines) + "\n")
 
 
-HISTOGRAM_MODEL = "histograms"
-
-_HISTOGRAM_MODEL_PY = """\
-import numpy as np
-import triton_python_backend_utils as pb_utils
-
-from kit.triton_models.engine_metrics import TPOT_BUCKETS, CountedHistogram
-
-
-class TritonPythonModel:
-    def initialize(self, args):
-        labels = {"model": args["model_name"]}
-        self.families = [pb_utils.MetricFamily(name="kit_test:triton_seconds", description="d",
-                                               kind=pb_utils.MetricFamily.HISTOGRAM)]
-        self.triton = self.families[0].Metric(labels=labels, buckets=TPOT_BUCKETS)
-        self.counted = CountedHistogram(self.families, "kit_test:counted_seconds", "d", labels, TPOT_BUCKETS)
-
-    def execute(self, requests):
-        responses = []
-        for request in requests:
-            values = pb_utils.get_input_tensor_by_name(request, "VALUES").as_numpy().tolist()
-            for value in values:
-                self.triton.observe(value)
-            self.counted.add(values)
-            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("N", np.array([len(values)], np.int32))]))
-        return responses
-
-    def finalize(self):
-        del self.triton, self.counted
-        self.families.clear()
-"""
-
-
-def add_histogram_model(repo: Path) -> None:
-    """A Python model that observes its FP64 ``VALUES`` into a Triton histogram and a ``CountedHistogram`` alike.
-
-    The two series (``kit_test:triton_seconds*``, ``kit_test:counted_seconds*``) must read the same
-    on the metrics port.
-    """
-    version = repo / HISTOGRAM_MODEL / "1"
-    version.mkdir(parents=True)
-    (version / "model.py").write_text(_HISTOGRAM_MODEL_PY)
-    (repo / HISTOGRAM_MODEL / "config.pbtxt").write_text(
-        'backend: "python"\nmax_batch_size: 0\ninstance_group [ { count: 1 kind: KIND_CPU } ]\n'
-        'input [ { name: "VALUES" data_type: TYPE_FP64 dims: [ -1 ] } ]\n'
-        'output [ { name: "N" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
-    )
-
-
 @pytest.fixture(scope="session")
 def tiny_model() -> Path:
     from kit.weights import build_tiny_model
@@ -226,7 +177,6 @@ def server(tmp_path_factory, tiny_model) -> ServerHandle:
     repo = repository.build(DeploymentConfig.cpu_default(tiny_model), tmp_path_factory.mktemp("repo") / "model_repository")
     add_sample_model(repo, tiny_model)
     add_numeric_model(repo)
-    add_histogram_model(repo)
     srv = Server(repo)  # log under .kit/logs/, kept after the run
     srv.start()
     try:

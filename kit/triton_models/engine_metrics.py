@@ -22,23 +22,13 @@ Triton 2.51's Python backend); steps recorded during a flush are reported
 together by the next. Values reach the metrics port right after the step that
 produced them, as with NVIDIA's backend, so a client that reads them right
 after its answer sees them (NVIDIA's metrics test does).
-
-``vllm:time_per_output_token_seconds`` gets one observation per generated
-token, and a Triton histogram takes them one call (one round trip) at a time:
-~21,000 a second at 512 streams on an H200, where the flusher then held 16 % of
-the stub's one core. With ``per_token_histogram="counters"`` the stub counts
-that histogram's buckets itself and exports the same series as counters
-(:class:`CountedHistogram`): one call per bucket per flush.
 """
 
 from __future__ import annotations
 
-import bisect
 import threading
 
 import triton_python_backend_utils as pb_utils
-
-from kit.config import PER_TOKEN_HISTOGRAMS
 
 # NVIDIA's buckets (seconds), themselves vLLM's of the time.
 TTFT_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0]
@@ -59,45 +49,6 @@ def buckets_1_2_5(maximum: int) -> list[int]:
         exponent += 1
 
 
-class CountedHistogram:
-    """A histogram whose buckets are counted here and exported as Prometheus' three series of counters.
-
-    Prometheus' text format spells a histogram ``<name>_bucket{le="…"}`` (cumulative counts, the
-    last ``le="+Inf"``), ``<name>_sum`` and ``<name>_count``; these are Triton counters with the
-    same names, labels and values as a Triton histogram's, so PromQL's
-    ``histogram_quantile(0.9, rate(<name>_bucket[5m]))`` and NVIDIA's metrics test read them the
-    same. Only the ``# TYPE`` lines differ (``counter``). :meth:`add` makes at most one Triton
-    call per bucket plus two, however many values it is given.
-    """
-
-    def __init__(self, families: list, name: str, description: str, labels: dict[str, str],
-                 buckets: list[float]):
-        counter = pb_utils.MetricFamily.COUNTER
-        families.append(pb_utils.MetricFamily(name=f"{name}_bucket", description=description, kind=counter))
-        bucket_family = families[-1]
-        self.bounds = [float(b) for b in buckets]
-        # Label values as Triton's own histograms print them (prometheus-cpp: 0.01, 1, +Inf).
-        self.buckets = [bucket_family.Metric(labels={**labels, "le": f"{b:g}"}) for b in self.bounds]
-        self.buckets.append(bucket_family.Metric(labels={**labels, "le": "+Inf"}))
-        families.append(pb_utils.MetricFamily(name=f"{name}_sum", description=description, kind=counter))
-        self.sum = families[-1].Metric(labels=labels)
-        families.append(pb_utils.MetricFamily(name=f"{name}_count", description=description, kind=counter))
-        self.count = families[-1].Metric(labels=labels)
-
-    def add(self, values: list[float]) -> None:
-        """Count ``values`` (any order); a bucket no value reaches is not called."""
-        if not values:
-            return
-        ordered = sorted(float(v) for v in values)
-        for bound, metric in zip(self.bounds, self.buckets[:-1], strict=True):
-            at_most = bisect.bisect_right(ordered, bound)
-            if at_most:
-                metric.increment(at_most)
-        self.buckets[-1].increment(len(ordered))
-        self.sum.increment(sum(ordered))
-        self.count.increment(len(ordered))
-
-
 def close_metrics(holder) -> None:
     """Delete every ``Metric`` attribute of ``holder``, then its ``families``."""
     for name in [n for n in vars(holder) if n != "families"]:
@@ -108,7 +59,7 @@ def close_metrics(holder) -> None:
 class _Metrics:
     """The Triton metric objects (kept apart so that closing them leaves the flusher's state alone)."""
 
-    def __init__(self, labels: dict[str, str], max_model_len: int, per_token_histogram: str = "triton"):
+    def __init__(self, labels: dict[str, str], max_model_len: int):
         # Triton needs each MetricFamily to outlive its Metric objects: keep both.
         self.families = []
 
@@ -131,11 +82,8 @@ class _Metrics:
         self.finished = family("vllm:request_success_total", "Requests finished", counter)
         self.ttft = family("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.",
                            histogram, TTFT_BUCKETS)
-        tpot = ("vllm:time_per_output_token_seconds", "Histogram of time per output token in seconds.")
-        if per_token_histogram == "counters":
-            self.tpot = CountedHistogram(self.families, *tpot, labels, TPOT_BUCKETS)
-        else:
-            self.tpot = family(*tpot, histogram, TPOT_BUCKETS)
+        self.tpot = family("vllm:time_per_output_token_seconds", "Histogram of time per output token in seconds.",
+                           histogram, TPOT_BUCKETS)
         self.e2e = family("vllm:e2e_request_latency_seconds",
                           "Histogram of end to end request latency in seconds.", histogram, E2E_BUCKETS)
         self.request_prompt = family("vllm:request_prompt_tokens", "Number of prefill tokens processed.",
@@ -154,10 +102,8 @@ HISTOGRAMS = ("ttft", "tpot", "e2e", "request_prompt", "request_generation", "pa
 class EngineMetrics:
     """Collects vLLM's statistics; one flusher thread reports them to Triton, woken by each step."""
 
-    def __init__(self, labels: dict[str, str], max_model_len: int, per_token_histogram: str = "triton"):
-        if per_token_histogram not in PER_TOKEN_HISTOGRAMS:
-            raise ValueError(f"per_token_histogram must be one of {PER_TOKEN_HISTOGRAMS}, got {per_token_histogram!r}")
-        self.metrics = _Metrics(labels, max_model_len, per_token_histogram)
+    def __init__(self, labels: dict[str, str], max_model_len: int):
+        self.metrics = _Metrics(labels, max_model_len)
         self.lock = threading.Lock()
         self._reset()
         self.gauges: dict[str, int] = {}
@@ -221,9 +167,6 @@ class EngineMetrics:
                 getattr(metrics, name).increment(value)
         for name, values in observed.items():
             histogram = getattr(metrics, name)
-            if isinstance(histogram, CountedHistogram):
-                histogram.add(values)
-                continue
             for value in values:
                 histogram.observe(float(value))
 

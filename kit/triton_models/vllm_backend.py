@@ -48,7 +48,6 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from kit import contract, sampling
-from kit.config import PER_TOKEN_HISTOGRAMS
 from kit.contract import ABORT_PARAMETER, CANCELLED_MESSAGE, ID_PARAMETER
 from kit.exceptions import RequestError
 from kit.triton_models import tensors
@@ -184,12 +183,6 @@ class TritonPythonModel:
             engine_json.get("disable_log_stats", False)
         )
         self.labels = {"model": args["model_name"], "version": args["model_version"]}
-        self.per_token_histogram = tensors.config_parameters(self.model_config).get("PER_TOKEN_HISTOGRAM", "triton")
-        if self.per_token_histogram not in PER_TOKEN_HISTOGRAMS:
-            raise pb_utils.TritonModelException(
-                f"config.pbtxt parameter PER_TOKEN_HISTOGRAM must be one of {PER_TOKEN_HISTOGRAMS}, "
-                f"got {self.per_token_histogram!r}"
-            )
         self.metrics = None
         self.loras = read_loras(engine_json, model_json.parent)
         self.health_check = self._config_flag("ENABLE_VLLM_HEALTH_CHECK")
@@ -243,7 +236,7 @@ class TritonPythonModel:
         # The token-count histograms' buckets reach the context length, known once vLLM resolved its config.
         vllm_config = engine_args.create_engine_config(UsageContext.ENGINE_CONTEXT)
         try:
-            self.metrics = EngineMetrics(self.labels, vllm_config.model_config.max_model_len, self.per_token_histogram)
+            self.metrics = EngineMetrics(self.labels, vllm_config.model_config.max_model_len)
         except pb_utils.TritonModelException as exc:
             if "metrics not supported" not in str(exc):
                 raise

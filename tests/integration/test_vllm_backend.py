@@ -126,37 +126,6 @@ def test_engine_metrics_are_exported_as_nvidia_names_them(server):
     assert any(k.startswith("vllm:num_requests_running") for k in metrics)
 
 
-def test_a_counted_histogram_reads_like_tritons_own(server):
-    """``per_token_histogram: counters`` exports the same samples as a Triton histogram fed the same values.
-
-    A Python model observes each request's values into both (``tests/conftest.py``); bounds are
-    inclusive (0.01 lands in le="0.01"), 3.0 lies past the last bound, and two requests accumulate.
-    """
-    import numpy as np
-    import tritonclient.http as httpclient
-
-    from kit import metrics as kit_metrics
-    from tests.conftest import HISTOGRAM_MODEL
-
-    client = httpclient.InferenceServerClient(server.http_url.split("://", 1)[1])
-    for values in ([0.004, 0.01, 0.02, 0.3, 3.0, 0.01], [0.07, 0.0049]):
-        values_in = httpclient.InferInput("VALUES", [len(values)], "FP64")
-        values_in.set_data_from_numpy(np.array(values, dtype=np.float64))
-        assert client.infer(HISTOGRAM_MODEL, [values_in]).as_numpy("N")[0] == len(values)
-
-    def series(prefix):
-        samples = kit_metrics.scrape(server.metrics_url)
-        return {(s.name.removeprefix(prefix), tuple(sorted(s.labels.items()))): s.value
-                for s in samples if s.name.startswith(prefix)}
-
-    triton, counted = series("kit_test:triton_seconds"), series("kit_test:counted_seconds")
-    assert len(triton) == 14 + 2  # 13 bounds and +Inf, sum, count
-    assert counted.keys() == triton.keys()
-    assert counted == {key: pytest.approx(value) for key, value in triton.items()}
-    labels = (("le", "+Inf"), ("model", HISTOGRAM_MODEL))
-    assert counted[("_bucket", labels)] == 8 and counted[("_bucket", (("le", "0.01"), labels[1]))] == 4
-
-
 # ---------------------------------------------------------------- sampling parameters
 PERSON = {
     "type": "object",

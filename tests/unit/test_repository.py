@@ -42,15 +42,6 @@ def test_vllm_model_follows_nvidias_contract():
         assert f'name: "{name}"' in text
 
 
-def test_per_token_histogram_counters_is_written_only_when_chosen():
-    """The default (a Triton histogram, NVIDIA's behaviour) writes nothing; ``counters`` becomes a parameter."""
-    assert "PER_TOKEN_HISTOGRAM" not in repository.llm_config(DeploymentConfig.gpu_default())
-    text = repository.llm_config(DeploymentConfig.gpu_default(per_token_histogram="counters"))
-    assert 'key: "PER_TOKEN_HISTOGRAM" value: { string_value: "counters" }' in text
-    off = DeploymentConfig.gpu_default(per_token_histogram="counters", report_metrics=False)
-    assert "PER_TOKEN_HISTOGRAM" not in repository.llm_config(off)
-
-
 def test_replicas_pin_one_instance_per_gpu():
     """N replicas become KIND_GPU instances on GPUs 0..N-1; tensor parallelism stays KIND_MODEL."""
     text = repository.llm_config(DeploymentConfig.gpu_default(replicas=2))

@@ -74,19 +74,6 @@ def test_lora_requests_use_nvidias_error_texts(backend):
     assert (request.lora_name, request.lora_int_id, request.lora_path) == ("sheep", 2, "/b")
 
 
-def test_an_unknown_per_token_histogram_fails_the_load_naming_the_choices(backend, tmp_path):
-    """PER_TOKEN_HISTOGRAM other than triton/counters refuses to load before any engine starts."""
-    backend.pb_utils.using_decoupled_model_transaction_policy = lambda config: True
-    (tmp_path / "1").mkdir()
-    (tmp_path / "1" / "model.json").write_text(json.dumps({"model": "m"}))
-    config = {"parameters": {"REPORT_CUSTOM_METRICS": {"string_value": "true"},
-                             "PER_TOKEN_HISTOGRAM": {"string_value": "summary"}}}
-    args = {"model_config": json.dumps(config), "model_repository": str(tmp_path), "model_version": "1",
-            "model_name": "m"}
-    with pytest.raises(ModelException, match=r"PER_TOKEN_HISTOGRAM must be one of \('triton', 'counters'\)"):
-        backend.TritonPythonModel().initialize(args)
-
-
 def test_a_failed_health_check_unloads_the_model_once(backend):
     """The first failing check marks the engine unhealthy and asks Triton to unload; later checks stay failed."""
     loop = asyncio.new_event_loop()
