@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pandas as pd
@@ -9,6 +10,7 @@ import pytest
 from perfdata import requests_frame
 
 from kit.config import BLOCKING_MODEL, LLM_MODEL, PIPELINE_MODEL
+from kit.exceptions import SetupError
 from kit.perf import load
 
 
@@ -72,6 +74,52 @@ def test_run_level_joins_process_shares_on_one_clock(monkeypatch):
     assert frame["request"].tolist() == list(range(6))
     assert frame["start_s"].tolist() == [0.0, 0.5, 1.0, 3.0, 3.5, 4.0]
     assert frame["output_tokens"].tolist() == [5] * 6
+
+
+def test_process_shares_start_sending_together(monkeypatch):
+    """A share that is ready late holds the others back: every share is ready before any sends."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    events = []
+
+    async def fake_level(*, concurrency, indices, model, start_together, **kwargs):
+        if indices[0]:
+            await asyncio.sleep(0.3)  # a worker process that took longer to start
+        events.append(("ready", indices[0]))
+        await load._wait_for_the_other_shares(start_together)
+        events.append(("send", indices[0]))
+        return [{"request": i, "start": 1.0, "ttft_s": 0.1, "latency_s": 1.0, "chunks": 1, "responses": 1,
+                 "output_chars": 1, "blocked": False, "error": ""} for i in indices]
+
+    monkeypatch.setattr(load, "_run_level_async", fake_level)
+    with ThreadPoolExecutor(2) as pool:
+        load.run_level("grpc://x:1", LLM_MODEL, concurrency=2, requests=4, max_tokens=5, prompts=["p"],
+                       processes=2, pool=pool)
+    assert {kind for kind, _ in events[:2]} == {"ready"} and {kind for kind, _ in events[2:]} == {"send"}
+
+
+def test_a_share_that_fails_before_sending_releases_the_others(monkeypatch):
+    """The failing share's error reaches the caller; the share waiting for it gives up with a SetupError."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    waited = []
+
+    async def fake_level(*, indices, start_together, **kwargs):
+        if indices[0] == 0:
+            await asyncio.sleep(0.2)  # the other share is waiting by now
+            raise RuntimeError("worker could not connect")
+        try:
+            await load._wait_for_the_other_shares(start_together)
+        except SetupError as exc:
+            waited.append(str(exc))
+        return []
+
+    monkeypatch.setattr(load, "_run_level_async", fake_level)
+    with ThreadPoolExecutor(2) as pool:
+        with pytest.raises(RuntimeError, match="worker could not connect"):
+            load.run_level("grpc://x:1", LLM_MODEL, concurrency=2, requests=4, max_tokens=5, prompts=["p"],
+                           processes=2, pool=pool)
+    assert len(waited) == 1 and "streams_per_process=0" in waited[0]
 
 
 def test_sweep_orders_levels_and_counts_requests(monkeypatch, tmp_path):
