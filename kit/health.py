@@ -90,8 +90,8 @@ class Readiness:
 
     @property
     def failed(self) -> list[dict]:
-        """The models that failed to load (UNAVAILABLE, with Triton's ``reason``)."""
-        return [m for m in self.models if m.get("state") == "UNAVAILABLE"]
+        """The models that failed to load (UNAVAILABLE, with Triton's ``reason``; not those merely unloaded)."""
+        return [m for m in self.models if m.get("state") == "UNAVAILABLE" and m.get("reason") != "unloaded"]
 
     @property
     def waiting_for(self) -> list[str]:

@@ -159,8 +159,27 @@ class Server:
             raise
         return self
 
+    @property
+    def loads_on_request(self) -> bool:
+        """Whether ``extra_args`` start Triton with ``--model-control-mode=explicit``.
+
+        Triton then loads only the ``--load-model`` models at start-up (NVIDIA's vLLM-backend CI
+        starts its servers so) and the others on a load request, so "every model READY" never comes.
+        """
+        mode = None
+        for i, arg in enumerate(self.extra_args):
+            if arg.startswith("--model-control-mode="):
+                mode = arg.split("=", 1)[1]
+            elif arg == "--model-control-mode" and i + 1 < len(self.extra_args):
+                mode = self.extra_args[i + 1]
+        return mode == "explicit"
+
     def wait_ready(self, *, timeout: float = READY_TIMEOUT_S, progress: Callable[[str], None] | None = None) -> None:
-        """Block until the server and every model are ready; raise with the server's own error lines."""
+        """Block until the server and every model are ready; raise with the server's own error lines.
+
+        With :attr:`loads_on_request`, "every model" is every model Triton loaded (its own
+        ``/v2/health/ready``).
+        """
         progress = progress or _default_progress()
         start = time.monotonic()
         while True:
@@ -174,8 +193,9 @@ class Server:
             if code is not None:
                 raise ServerError(self._explain(f"tritonserver exited with code {code} during start-up"))
             look = readiness(self.endpoints.http_url)
-            if look.ready:
-                progress(f"server ready after {elapsed:.0f}s: " + ", ".join(m["name"] for m in look.models))
+            if look.ready or (self.loads_on_request and look.server_ready):
+                loaded = [m["name"] for m in look.models if m.get("state") == "READY"]
+                progress(f"server ready after {elapsed:.0f}s: " + (", ".join(loaded) or "no model loaded"))
                 return
             if look.failed:
                 detail = "; ".join(f"{m['name']}: {m.get('reason', '')}" for m in look.failed)

@@ -19,7 +19,7 @@ from kit.detached import ServerState, read_state, restart_detached, status, stop
 from kit.exceptions import InferenceError
 from kit.health import readiness
 from kit.paths import state_path
-from tests.conftest import answer
+from tests.conftest import NUMERIC_MODEL, add_numeric_model, answer
 
 pytestmark = pytest.mark.integration
 
@@ -172,3 +172,20 @@ def test_a_chosen_port_taken_before_the_bind_is_replaced(tmp_path, tiny_model, m
             assert srv.PORT_IN_USE in server.log_file.read_bytes()  # the first launch did meet the squatter
         finally:
             server.stop()
+
+
+def test_explicit_model_control_is_ready_once_the_requested_models_are(tmp_path, tiny_model):
+    """Started as NVIDIA's CI starts Triton (explicit model control, one ``--load-model``), the server is ready
+    with that model loaded and the other one merely listed, not waited for and not taken for a failure."""
+    built = repository.build(DeploymentConfig.cpu_default(tiny_model, blocking_variant=False), tmp_path / "full")
+    repo = tmp_path / "explicit"
+    shutil.copytree(built / POSTPROCESS_MODEL, repo / POSTPROCESS_MODEL)
+    add_numeric_model(repo)
+    server = srv.Server(repo, extra_args=["--model-control-mode=explicit", f"--load-model={NUMERIC_MODEL}"])
+    try:
+        server.start(timeout=120)
+        states = {m["name"]: m.get("state") for m in readiness(server.endpoints.http_url).models}
+        assert states[NUMERIC_MODEL] == "READY" and states[POSTPROCESS_MODEL] != "READY"
+    finally:
+        server.stop()
+

@@ -113,6 +113,8 @@ def test_readiness_needs_the_probe_and_every_model_ready(stand_in, monkeypatch):
     assert not health.readiness(stand_in).ready
     monkeypatch.setattr(_StandIn, "models", [{"name": "a", "state": "UNAVAILABLE", "reason": "bad config"}])
     assert health.readiness(stand_in).failed[0]["reason"] == "bad config"
+    monkeypatch.setattr(_StandIn, "models", [{"name": "a", "state": "UNAVAILABLE", "reason": "unloaded"}])
+    assert not health.readiness(stand_in).failed  # unloaded on request (explicit model control): not a failure
 
 
 def test_probe_of_a_closed_port_says_why():

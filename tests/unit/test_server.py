@@ -80,3 +80,14 @@ def test_a_failed_test_report_finds_its_servers_and_their_log_tail(tmp_path):
     assert _servers(item) == [bare]  # a server that wrote no log has nothing to show
     assert stub_stacks(bare) == ""  # not running: no stubs to ask
     assert log_tail(bare.log_file, lines=3) == "line 497\nline 498\nline 499"
+
+
+@pytest.mark.parametrize("extra, expected", [
+    ((), False),
+    (("--model-control-mode=explicit", "--load-model=vllm_opt"), True),
+    (("--model-control-mode", "explicit"), True),
+    (("--model-control-mode=explicit", "--model-control-mode=none"), False),  # Triton takes the last
+    (("--model-control-mode=poll",), False),
+])
+def test_explicit_model_control_is_recognised(tmp_path, extra, expected):
+    assert srv.Server(tmp_path, extra_args=extra).loads_on_request is expected
