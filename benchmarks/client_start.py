@@ -16,7 +16,6 @@ spread is the last process's first send minus the first one's::
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
 import sys
 from pathlib import Path
@@ -24,13 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kit.config import LLM_MODEL
+from kit.endpoints import free_port
 from kit.perf import load
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def spread_s(first_sends: list[float]) -> float:
@@ -59,7 +53,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--processes", type=int, default=8)
     args = p.parse_args()
-    url = f"grpc://127.0.0.1:{closed_port()}"
+    url = f"grpc://127.0.0.1:{free_port()}"  # nothing listens there
     results: dict[str, list[float]] = {"without barrier": [], "with barrier": []}
     for _ in range(args.rounds):
         results["without barrier"].append(one_round(url, args.processes, barrier=False))

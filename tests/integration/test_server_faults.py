@@ -188,4 +188,3 @@ def test_explicit_model_control_is_ready_once_the_requested_models_are(tmp_path,
         assert states[NUMERIC_MODEL] == "READY" and states[POSTPROCESS_MODEL] != "READY"
     finally:
         server.stop()
-
