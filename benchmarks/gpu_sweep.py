@@ -41,6 +41,9 @@ def main() -> None:
     p.add_argument("--max-tokens", type=ints, default=ints("50,300,600"))
     p.add_argument("--blocking-concurrency", type=ints, default=ints("1,2,4,8"))
     p.add_argument("--rounds", type=int, default=2, help="requests per level = rounds × concurrency (at least 4)")
+    p.add_argument("--turns", type=int, default=1,
+                   help="split each level into this many slices and let direct and pipeline take turns slice by "
+                        "slice (a passing disturbance then hits both alike; per-turn ratios from requests_*.csv)")
     p.add_argument("--tokenizer", default=None, help="model folder whose chat template formats the prompts")
     p.add_argument("--endpoints", default="direct,pipeline", help="which of direct,pipeline to sweep")
     p.add_argument("--append", action="store_true", help="add to an existing sweep.csv instead of replacing it")
@@ -77,7 +80,7 @@ def main() -> None:
     chosen = {k: v for k, v in {"direct": LLM_MODEL, "pipeline": PIPELINE_MODEL}.items() if k in args.endpoints}
     if chosen:
         both_requests, both = load.sweep(grpc_url, chosen, concurrencies=args.concurrency,
-                                         requests_per_level=per_level, warmup=16,
+                                         requests_per_level=per_level, warmup=16, rounds=args.turns,
                                          streams_per_process=args.streams_per_process,
                                          max_processes=args.max_processes, **common)
         frames.append(both)
