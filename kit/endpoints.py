@@ -9,8 +9,10 @@ ports and renders each shape; nothing else builds or parses them.
 
 from __future__ import annotations
 
+import random
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 
 GRPC_SCHEME = "grpc://"
 
@@ -23,21 +25,62 @@ def connect_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::") else host
 
 
+LISTEN_PORTS_FROM = 10000
+"""The lowest port :func:`free_ports` picks (well above the registered services below it)."""
+PICK_TRIES = 64  # ports tried beyond ``count`` before the kernel picks the rest
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def ephemeral_range() -> tuple[int, int] | None:
+    """The kernel's range of ephemeral ports ``(low, high)``, inclusive; None where it cannot be read.
+
+    Linux takes a port from this range for every outgoing connection and every ``bind(port=0)``
+    (32768–60999 by default, ``ip_local_port_range`` in ip-sysctl.rst).
+    """
+    try:
+        low, high = (int(x) for x in EPHEMERAL_RANGE_FILE.read_text().split())
+    except (OSError, ValueError):
+        return None
+    return low, high
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on now (the kernel's choice); another process may take it before it is bound."""
+    """A TCP port nothing listens on now; see :func:`free_ports`."""
     return free_ports(1, host)[0]
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """``count`` distinct TCP ports nothing listens on now: all are held at once while the kernel picks.
+    """``count`` distinct TCP ports nothing listens on now, outside the kernel's ephemeral range.
 
-    Like :func:`free_port`, the ports are free only at the moment of the call: whoever binds them
-    later must cope with losing one to another process (:meth:`kit.server.Server.start` does).
+    Why outside: a port the kernel hands out is one it may hand out again, as the local end of
+    any outgoing connection. A server that binds its port late, or binds it again on a restart
+    (Triton binds its metrics port after its models loaded, a minute later for vLLM), could find
+    it taken by the connections of its own engine. Ports from :data:`LISTEN_PORTS_FROM` up that
+    lie outside :func:`ephemeral_range` are only ever taken by an explicit ``bind``. Where no such
+    room is left (or the range is unknown), the kernel picks.
+
+    The ports are free only at the moment of the call, and all are held at once while they are
+    picked, so none is named twice; whoever binds them later must still cope with losing one to
+    another process (:meth:`kit.server.Server.start` does).
     """
-    socks = [socket.socket() for _ in range(count)]
+    span = ephemeral_range()
+    candidates: list[int] = []
+    if span is not None:
+        low, high = span
+        room = [p for p in range(LISTEN_PORTS_FROM, 65536) if not low <= p <= high]
+        candidates = random.sample(room, min(len(room), count + PICK_TRIES))
+    socks: list[socket.socket] = []
     try:
-        for sock in socks:
-            sock.bind((host, 0))
+        for port in [*candidates, *[0] * count]:  # the kernel's choice (0) once the candidates ran out
+            if len(socks) == count:
+                break
+            sock = socket.socket()
+            try:
+                sock.bind((host, port))
+            except OSError:
+                sock.close()
+                continue
+            socks.append(sock)
         return [sock.getsockname()[1] for sock in socks]
     finally:
         for sock in socks:

@@ -32,7 +32,8 @@ from kit.processes import kill_session, pid_alive
 
 READY_TIMEOUT_S = 600.0
 # A port the kit chose can be taken by another process between the choice and tritonserver's bind
-# (the kernel hands out the same ephemeral ports to everyone); the start then tries new ports.
+# (free_ports picks outside the kernel's ephemeral range, but another program may bind any port);
+# the start then tries new ports.
 PORT_ATTEMPTS = 3
 PORT_IN_USE = b"already in use"  # Triton's log: "Address already in use" (gRPC, HTTP and metrics alike)
 
