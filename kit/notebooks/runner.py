@@ -123,6 +123,20 @@ def _failure_message(name: str, exc: Exception, html_file: Path | None) -> str:
     return f"notebook {name} failed: {type(exc).__name__}: {exc}; report: {where}"
 
 
+def _as_shown(run_dir: Path) -> Path:
+    """``run_dir`` relative to the checkout's root when it lies inside it, else absolute.
+
+    The value is printed in the executed notebook and its HTML report: a report shared from
+    ``reports/`` or committed under ``benchmarks/results/`` should not carry the path of the
+    machine it ran on. The notebooks read it back with ``project_path``.
+    """
+    resolved = run_dir.resolve()
+    try:
+        return resolved.relative_to(project_root())
+    except ValueError:
+        return resolved
+
+
 def execute(
     notebook: str | Path,
     run_dir: Path,
@@ -146,7 +160,7 @@ def execute(
     declared = declared_parameters(path)
     injected = dict(parameters)
     if "report_dir" in declared:
-        injected["report_dir"] = str(Path(run_dir).resolve())
+        injected["report_dir"] = str(_as_shown(Path(run_dir)))
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     out_nb = run_dir / path.name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -55,6 +56,25 @@ def test_parameters_file_feeds_each_notebook_only_its_own_keys(tmp_path, monkeyp
     name, injected = calls[0]
     assert name == "03_guardrails"
     assert injected == {"case_max_tokens": 4, "report_dir": str(next((tmp_path / "r").glob("2*")).resolve())}
+
+
+def test_a_run_folder_inside_the_checkout_is_injected_relative(monkeypatch):
+    """Reports under the checkout show report_dir from its root, not the machine's absolute path."""
+    calls = []
+
+    def fake_execute(input_path, output_path, parameters=None, **kwargs):
+        calls.append(parameters)
+        nbformat.write(nbformat.read(input_path, as_version=4), output_path)
+
+    monkeypatch.setattr(papermill, "execute_notebook", fake_execute)
+    out = ROOT / "reports" / "test-relative-report-dir"
+    try:
+        notebooks.run_one("03_guardrails", out_dir=out)
+        shown = Path(calls[0]["report_dir"])
+        assert not shown.is_absolute() and shown.parts[:2] == ("reports", "test-relative-report-dir")
+        assert notebooks.project_path(shown) == next(out.glob("2*")).resolve()
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def test_wrong_type_is_an_error():
