@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,32 @@ def test_script_names_only_what_the_kit_has(script: Path):
     missing = [f"line {line}: {module}.{name}" for module, name, line in wanted
                if not hasattr(importlib.import_module(module), name)]
     assert not missing, f"{script.name} reads names the kit does not have: {missing}"
+
+
+def _requests(endpoint: str, walls: list[float], per_turn: int, tokens: int = 100) -> list[dict]:
+    """``per_turn`` requests per turn, all of a turn started together and lasting that turn's wall."""
+    rows, start = [], 0.0
+    for turn, wall in enumerate(walls):
+        for i in range(per_turn):
+            rows.append({"endpoint": endpoint, "model": endpoint, "concurrency": per_turn, "max_tokens": tokens,
+                         "request": turn * per_turn + i, "start_s": start, "ttft_s": 0.01 * (turn + 1),
+                         "latency_s": wall, "chunks": tokens, "responses": tokens, "output_tokens": tokens,
+                         "error": ""})
+        start += wall
+    return rows
+
+
+def test_grid_ratios_cuts_each_level_into_the_sweeps_turns():
+    """Turn t holds requests n·t//parts ..; its ratio uses only that turn's wall time; one turn when asked for one."""
+    import pandas as pd
+
+    spec = importlib.util.spec_from_file_location("grid_ratios", BENCHMARKS / "grid_ratios.py")
+    grid_ratios = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(grid_ratios)
+    frame = pd.DataFrame(_requests("direct", [1.0, 2.0], 4) + _requests("pipeline", [2.0, 2.0], 4))
+    row = grid_ratios.cell_rows(frame, grid_ratios.turns_by_length("100=2")).iloc[0]
+    assert row["turn_ratios"] == "0.500 1.000"
+    assert row["ratio"] == pytest.approx(3.0 / 4.0)  # 800 tokens in 3 s against 800 in 4 s
+    assert row["errors"] == 0
+    whole = grid_ratios.cell_rows(frame, {}).iloc[0]  # no turns given: one ratio for the cell
+    assert whole["turn_ratios"] == f"{3.0 / 4.0:.3f}"
