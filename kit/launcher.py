@@ -23,6 +23,7 @@ from kit.weights import TOKEN_VARIABLES
 # far below the 2 GiB /dev/shm that docker-compose.yml and the Kubernetes pod give.
 SHM_DEFAULT_BYTES = 32 * 1024 * 1024
 SHM_GROWTH_BYTES = 16 * 1024 * 1024
+SHM_DIR = Path("/dev/shm")
 # Seconds Triton lets requests in flight finish after SIGTERM (``--exit-timeout-secs``): it
 # refuses new requests at once, lets streams run to their end, then exits. Kubernetes'
 # terminationGracePeriodSeconds and compose's stop_grace_period are sized from it.
@@ -73,6 +74,24 @@ def command(binary: Path | str, launch: Launch) -> list[str]:
         *launch.extra_args,
     ]
     return args
+
+
+def remove_shared_memory(prefix: str) -> int:
+    """Unlink the Python-backend regions ``SHM_DIR/prefix*`` of a server that has exited; returns how many.
+
+    Triton unlinks them itself only on an orderly exit: a server or stub ended by SIGKILL (which
+    ``kill_session`` sends to whatever outlives SIGTERM) leaves each region behind, 32 MiB of
+    ``/dev/shm`` (memory) apiece, until the machine restarts. Call it once no process of that
+    server runs; a region still mapped stays mapped, only its name goes.
+    """
+    removed = 0
+    for region in SHM_DIR.glob(f"{prefix}*") if prefix else ():
+        try:
+            region.unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass  # its server unlinked it meanwhile
+    return removed
 
 
 def environment(base: Mapping[str, str] | None = None, **overrides: str) -> dict[str, str]:

@@ -98,11 +98,15 @@ class Server:
             metrics_port=self.endpoints.metrics_port,
             host=self.host,
             backend_dir=self.installation.backend_dir,
-            # several servers may run at once: give each its own shared-memory names
-            shm_prefix=f"kit{os.getpid()}_{http}_",
+            shm_prefix=self.shm_prefix,
             drain_s=self.drain_s,
             extra_args=tuple(self.extra_args),
         ))
+
+    @property
+    def shm_prefix(self) -> str:
+        """How the names of this server's shared-memory regions begin (several servers may run at once)."""
+        return f"kit{os.getpid()}_{self.endpoints.http_port}_"
 
     def environment(self) -> dict[str, str]:
         """:func:`kit.launcher.environment` plus what the pip-installed server's stubs need."""
@@ -239,6 +243,7 @@ class Server:
         except subprocess.TimeoutExpired:  # pragma: no cover - kill_session already SIGKILLed it
             pass
         self.process = None
+        launcher.remove_shared_memory(self.shm_prefix)  # what a killed server or stub left in /dev/shm
 
     def restart(self, *, timeout: float = READY_TIMEOUT_S, progress: Callable[[str], None] | None = None) -> "Server":
         """End every process of the server at once and start it again on the same ports.

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from kit import processes, repository
+from kit import launcher, processes, repository
 from kit import server as srv
 from kit.client import Client
 from kit.config import LLM_MODEL, PIPELINE_MODEL, POSTPROCESS_MODEL, DeploymentConfig
@@ -188,3 +188,20 @@ def test_explicit_model_control_is_ready_once_the_requested_models_are(tmp_path,
         assert states[NUMERIC_MODEL] == "READY" and states[POSTPROCESS_MODEL] != "READY"
     finally:
         server.stop()
+
+
+def test_a_killed_servers_shared_memory_is_removed_by_stop(tmp_path):
+    """A server whose whole session died by SIGKILL (stubs included) cannot unlink its /dev/shm regions
+    (32 MiB each); stop() does. (A stub outliving its server unlinks them itself.)"""
+    repo = tmp_path / "repo"
+    add_numeric_model(repo)
+    server = srv.Server(repo)
+    try:
+        server.start(timeout=120)
+        assert list(launcher.SHM_DIR.glob(f"{server.shm_prefix}*")), "the running model maps no region?"
+        os.killpg(server.process.pid, signal.SIGKILL)  # the server leads its own session
+        server.process.wait(timeout=10)
+        assert list(launcher.SHM_DIR.glob(f"{server.shm_prefix}*")), "nothing was left behind to remove"
+    finally:
+        server.stop()
+    assert not list(launcher.SHM_DIR.glob(f"{server.shm_prefix}*"))

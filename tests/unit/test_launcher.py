@@ -43,3 +43,13 @@ def test_environments_drop_the_token(tmp_path, monkeypatch):
         assert CANARY not in env.values()
         assert env["PYTHONUNBUFFERED"] == "1" and env["PYTHONIOENCODING"] == "utf-8"
     assert server.environment()["KIT_PYTHONPATH"]
+
+
+def test_remove_shared_memory_unlinks_only_that_servers_regions(tmp_path, monkeypatch):
+    """Regions named with the server's prefix go; another server's, and an empty prefix, are left alone."""
+    monkeypatch.setattr(launcher, "SHM_DIR", tmp_path)
+    for name in ("kit11_8000_a", "kit11_8000_b", "kit11_80000_c", "kit12_8000_d"):
+        (tmp_path / name).write_bytes(b"x")
+    assert launcher.remove_shared_memory("kit11_8000_") == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kit11_80000_c", "kit12_8000_d"]
+    assert launcher.remove_shared_memory("") == 0 and len(list(tmp_path.iterdir())) == 2
