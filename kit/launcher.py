@@ -79,10 +79,11 @@ def command(binary: Path | str, launch: Launch) -> list[str]:
 def remove_shared_memory(prefix: str) -> int:
     """Unlink the Python-backend regions ``SHM_DIR/prefix*`` of a server that has exited; returns how many.
 
-    Triton unlinks them itself only on an orderly exit: a server or stub ended by SIGKILL (which
-    ``kill_session`` sends to whatever outlives SIGTERM) leaves each region behind, 32 MiB of
-    ``/dev/shm`` (memory) apiece, until the machine restarts. Call it once no process of that
-    server runs; a region still mapped stays mapped, only its name goes.
+    The server and its stubs unlink them on an orderly exit (a stub outliving its server does
+    too), but a server killed together with its stubs (SIGKILL to the session, as
+    ``kill_session`` sends to whatever outlives SIGTERM, or a crash of both) leaves each region
+    behind, 32 MiB of ``/dev/shm`` (memory) apiece, until the machine restarts. Call it once no
+    process of that server runs; a region still mapped stays mapped, only its name goes.
     """
     removed = 0
     for region in SHM_DIR.glob(f"{prefix}*") if prefix else ():
