@@ -27,13 +27,13 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kit import server as srv
 from kit.exceptions import KitError, exit_with
+from kit.health import LIVE_PATH, probe
 
 CONFIG = """backend: "python"
 max_batch_size: 0
@@ -233,11 +233,7 @@ def one_stream(address: str, max_tokens: int, timing: str, delay_s: float) -> No
 
 
 def live(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/v2/health/live", timeout=5) as reply:
-            return reply.status == 200
-    except OSError:
-        return False
+    return probe(url + LIVE_PATH, timeout=5)[0] == 200
 
 
 def main() -> int:

@@ -9,9 +9,8 @@ turn, the TTFT p50 of both and the streamed responses per request; ``--csv`` sav
     python benchmarks/grid_ratios.py benchmarks/results/h200 --turns 50=2,300=2,600=1 \\
         --csv benchmarks/results/h200/grid_ratios.csv
 
-The slices are cut as :func:`kit.perf.load.sweep` cuts them: a level of ``n`` requests in
-``min(turns, n // concurrency)`` slices, slice ``t`` holding requests ``n·t // parts`` up to
-``n·(t+1) // parts``. Give each max_tokens the turns it was measured with.
+The slices are cut as :func:`kit.perf.load.sweep` cuts them (:func:`kit.perf.load.slice_bounds`).
+Give each max_tokens the turns it was measured with.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from kit.perf.load import slice_bounds
 from kit.perf.stats import summarize
 
 
@@ -43,11 +43,9 @@ def cell_rows(per_request: pd.DataFrame, turns: dict[int, int], base: str = "dir
         if not {base, other} <= set(whole.index):
             continue
         n = int(cell.groupby("endpoint").size().max())
-        parts = max(1, min(turns.get(int(max_tokens), 1), n // int(concurrency)))
         turn_ratios = []
-        for t in range(parts):
-            part = summarize(cell[(cell["request"] >= n * t // parts)
-                                  & (cell["request"] < n * (t + 1) // parts)]).set_index("endpoint")
+        for first, last in slice_bounds(n, int(concurrency), turns.get(int(max_tokens), 1)):
+            part = summarize(cell[(cell["request"] >= first) & (cell["request"] < last)]).set_index("endpoint")
             turn_ratios.append(part.loc[other, "output_tokens_per_s"] / part.loc[base, "output_tokens_per_s"])
         rows.append({
             "max_tokens": int(max_tokens), "concurrency": int(concurrency),

@@ -325,6 +325,16 @@ def save(per_request: pd.DataFrame, summary: pd.DataFrame, out_dir: Path | str) 
     return out
 
 
+def slice_bounds(requests: int, concurrency: int, rounds: int) -> list[tuple[int, int]]:
+    """The request numbers ``[first, last)`` of each slice :func:`sweep` cuts a level into.
+
+    ``rounds`` slices, but never one holding fewer requests than the concurrency (the level
+    would not reach it): ``min(rounds, requests // concurrency)`` slices, at least one.
+    """
+    parts = max(1, min(rounds, requests // concurrency))
+    return [(requests * t // parts, requests * (t + 1) // parts) for t in range(parts)]
+
+
 def sweep(
     grpc_url: str,
     endpoints: Mapping[str, str],
@@ -378,15 +388,14 @@ def sweep(
             if before_level is not None and not before_level(max_tokens, concurrency):
                 break
             counts = {label: _count(requests_per_level, label, concurrency) for label in endpoints}
-            # a slice never holds fewer requests than the concurrency, or the level would not reach it
-            parts = {label: max(1, min(rounds, n // concurrency)) for label, n in counts.items()}
+            bounds = {label: slice_bounds(n, concurrency, rounds) for label, n in counts.items()}
             processes = process_count(concurrency, streams_per_process, max_processes)
             slices: dict[str, list[pd.DataFrame]] = {label: [] for label in endpoints}
             for turn in range(rounds):
                 for label, model in endpoints.items():
-                    if turn >= parts[label]:
+                    if turn >= len(bounds[label]):
                         continue
-                    first, last = counts[label] * turn // parts[label], counts[label] * (turn + 1) // parts[label]
+                    first, last = bounds[label][turn]
                     shifted = [prompts[(first + i) % len(prompts)] for i in range(len(prompts))]
                     frame = run_level(grpc_url, model, concurrency=concurrency, requests=last - first,
                                       max_tokens=max_tokens, prompts=shifted, progress=progress, endpoint=label,
@@ -410,6 +419,6 @@ def sweep(
 
 
 __all__ = [
-    "SWEEP_COLUMNS", "EXTRA_SUMMARY_COLUMNS", "REQUEST_COLUMNS", "run_level", "sweep", "summarize",
+    "SWEEP_COLUMNS", "EXTRA_SUMMARY_COLUMNS", "REQUEST_COLUMNS", "run_level", "slice_bounds", "sweep", "summarize",
     "inter_token_latency_s", "save", "process_count", "shares", "client_pool",
 ]

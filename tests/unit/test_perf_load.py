@@ -189,3 +189,11 @@ def test_sweep_rounds_take_turns_and_join_slices(monkeypatch):
     load.sweep("grpc://x:1", {"direct": LLM_MODEL}, concurrencies=[4], max_tokens_list=[8], requests_per_level=9,
                prompts=prompts, warmup=0, rounds=4)
     assert [c[1] for c in calls] == [4, 5]  # two slices: a third would hold fewer requests than the concurrency
+
+
+def test_slice_bounds_never_cut_a_slice_below_the_concurrency():
+    """Rounds slices of whole request ranges, end to end; fewer when a slice would hold fewer requests than the streams."""
+    assert load.slice_bounds(8, 4, 2) == [(0, 4), (4, 8)]
+    assert load.slice_bounds(9, 2, 3) == [(0, 3), (3, 6), (6, 9)]
+    assert load.slice_bounds(4, 4, 2) == [(0, 4)]
+    assert load.slice_bounds(2, 4, 2) == [(0, 2)]
