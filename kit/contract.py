@@ -176,8 +176,9 @@ PIPELINE = Contract(
 
 # The pipeline's optional outputs, each asked for by the input ``return_<name>``.
 PIPELINE_EXTRAS = ("finish_reason", "num_input_tokens", "num_output_tokens", "logprobs")
-# Request parameters from the pipeline to the vLLM backend over BLS: the id the pipeline gives its
-# LLM request, and an abort naming such an id (Triton 2.51's BLS response iterators have no cancel()).
+# Request parameters of the vLLM backend: the id a caller gives its request (the pipeline does, for
+# its LLM requests), and a request that aborts the requests with that id. The pipeline itself aborts
+# through kit.aborts: an abort sent as a second BLS request crashed Triton 2.51's server.
 ID_PARAMETER = "kit_request_id"
 ABORT_PARAMETER = "kit_abort"
 # The error message of a cancelled LLM request. Its code may not survive a BLS hop; the message does.

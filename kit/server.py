@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
-from kit import launcher
+from kit import aborts, launcher
 from kit.endpoints import Endpoints, connect_host, free_ports
 from kit.exceptions import PortInUseError, ServerError
 from kit.health import readiness, requests_in_flight
@@ -242,8 +242,9 @@ class Server:
             self.process.wait(timeout=5)
         except subprocess.TimeoutExpired:  # pragma: no cover - kill_session already SIGKILLed it
             pass
-        self.process = None
+        pid, self.process = self.process.pid, None
         launcher.remove_shared_memory(self.shm_prefix)  # what a killed server or stub left in /dev/shm
+        aborts.remove_folders(pid)  # the pipeline's pending aborts (kit.aborts)
 
     def restart(self, *, timeout: float = READY_TIMEOUT_S, progress: Callable[[str], None] | None = None) -> "Server":
         """End every process of the server at once and start it again on the same ports.

@@ -12,7 +12,9 @@ A client that does not stream gets its answer from a non-streaming LLM request: 
 response instead of one per delta, censored in one piece (the streaming censor's output equals
 the one-shot censor's). Cancellation is asked about by one
 :class:`~kit.triton_models.responses.CancelWatcher` per instance for every request in flight,
-streaming or not, and aborts the LLM request; the worker then ends with a CANCELLED error.
+streaming or not, and aborts the LLM request (``cancel()`` where the server's BLS has it, else a
+file in the LLM's :class:`~kit.aborts.AbortMailbox`: an abort sent as a second BLS
+request crashed Triton 2.51); the worker then ends with a CANCELLED error.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from kit import contract
-from kit.contract import ABORT_PARAMETER, CANCELLED_MESSAGE, ID_PARAMETER
+from kit import aborts, contract
+from kit.contract import CANCELLED_MESSAGE, ID_PARAMETER
 from kit.exceptions import RequestError
 from kit.guardrails import Guard
 from kit.pipeline import PromptFormatter, check_request, llm_sampling_json
@@ -229,6 +231,7 @@ class TritonPythonModel:
         self.metrics = GuardMetrics(self.name, self.guard.actions)
         self.load = LoadGauges(self.name, args["model_instance_name"])
         self.keeper = IteratorKeeper()
+        self.aborts = aborts.AbortMailbox(aborts.folder(self.llm_model))
         self.llm_streams: dict[str, object] = {}  # request id → its BLS response iterator, while in flight
         self.watcher = CancelWatcher(self._abort_llm, name="bls-cancel-watch", log=pb_utils.Logger.log_warn)
         self.pool = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="bls") if self.mode == "async" else None
@@ -311,16 +314,10 @@ class TritonPythonModel:
         if hasattr(responses, "cancel"):  # Triton ≥ 24.11
             responses.cancel()
         else:
-            abort = pb_utils.InferenceRequest(
-                model_name=self.llm_model,
-                inputs=[pb_utils.Tensor("text_input", np.array([b""], dtype=np.object_))],
-                requested_output_names=["text_output"],
-                parameters={ABORT_PARAMETER: request_id},
-            )
-            answers = abort.exec(decoupled=True)
-            for _ in answers:
-                pass
-            self.keeper.keep(answers)
+            try:
+                self.aborts.post(request_id)
+            except OSError as exc:  # the stream then runs to its end, drained by the worker
+                pb_utils.Logger.log_warn(f"{self.name}: cannot abort LLM request {request_id}: {exc}")
 
     def _cancel(self, responses, request_id: str) -> None:
         """Cancel the LLM request and drain its responses (abandoning a BLS stream crashes the server)."""

@@ -23,8 +23,10 @@ repository (``config.pbtxt`` with ``backend: "vllm"`` and engine arguments in
   whose sender threads make the blocking round trips to the server and coalesce the
   outputs that pile up meanwhile (see that module for the H200 profile behind this);
 * a :class:`~kit.triton_models.responses.CancelWatcher` aborts the vLLM request of a
-  cancelled client request, streaming or not; a bad request gets an ``INVALID_ARG`` error
-  and the model keeps serving;
+  cancelled client request, streaming or not; the guarded pipeline aborts its LLM requests
+  through an :class:`~kit.aborts.AbortMailbox` the engine loop reads, other
+  callers with a ``kit_abort`` request; a bad request gets an ``INVALID_ARG`` error and the
+  model keeps serving;
 * with ``REPORT_CUSTOM_METRICS`` the engine's statistics appear on Triton's
   metrics port (:mod:`kit.triton_models.engine_metrics`);
 * unloading waits for the requests in flight.
@@ -47,7 +49,7 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from kit import contract, sampling
+from kit import aborts, contract, sampling
 from kit.contract import ABORT_PARAMETER, CANCELLED_MESSAGE, ID_PARAMETER
 from kit.exceptions import RequestError
 from kit.triton_models import tensors
@@ -55,9 +57,9 @@ from kit.triton_models.engine_metrics import EngineMetrics
 from kit.triton_models.responses import CancelWatcher, ResponsePump
 from kit.triton_models.sequences import Sequences
 
-# A BLS abort can overtake the request it aborts: the pipeline's watcher and its worker reach the
+# An abort can overtake the request it names: the pipeline's watcher and its worker reach the
 # server on threads of their own. Such an abort is kept this long, for the request to meet it.
-EARLY_ABORT_S = 60.0
+EARLY_ABORT_S = aborts.KEEP_S
 # Optional outputs, each sent only when the request's input `return_<name>` is true.
 EXTRA_OUTPUTS = ("finish_reason", "cumulative_logprob", "logprobs", "num_input_tokens", "num_output_tokens")
 # vLLM's output handler works through one engine step's outputs in chunks of this many running
@@ -107,7 +109,11 @@ def _request_parameters(request) -> dict:
 
 @dataclass(slots=True)
 class Job:
-    """One request on its way through the engine (read by the loop and by the sender threads)."""
+    """One request on its way through the engine (read by the loop and by the sender threads).
+
+    ``request_id`` is the backend's own (unique; the engine's request id); ``name`` the caller's
+    ``kit_request_id``, which aborts name and which two callers could share.
+    """
 
     request_id: str
     prompt: str
@@ -120,6 +126,7 @@ class Job:
     sender: Any = None
     task: Any = None  # its asyncio task, once running (read and written on the loop only)
     cancelled: bool = False
+    name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +200,9 @@ class TritonPythonModel:
         self.jobs: dict[str, Job] = {}
         self.inbox: collections.deque = collections.deque()
         self.admitting = False
-        self.early_aborts: dict[str, float] = {}  # request id → monotonic time (read and written on the loop)
+        self.early_aborts: dict[str, float] = {}  # request name → monotonic time (read and written on the loop)
+        self.mailbox = aborts.AbortMailbox(aborts.folder(args["model_name"]))
+        self.closing = False
         senders = int(os.environ.get("KIT_RESPONSE_SENDERS", RESPONSE_SENDERS))
         self.pump = ResponsePump(self._send, senders=senders, name="vllm-send", on_error=self._send_failed)
         self.watcher = CancelWatcher(self._cancel, name="vllm-cancel-watch", log=self.logger.log_warn)
@@ -201,6 +210,7 @@ class TritonPythonModel:
         self.thread = threading.Thread(target=self.loop.run_forever, name="vllm-engine-loop", daemon=True)
         self.thread.start()
         self.engine = asyncio.run_coroutine_threadsafe(self._create_engine(engine_json), self.loop).result()
+        self.loop.call_soon_threadsafe(self._read_mailbox)
         self.max_context = self.engine.model_config.max_model_len
         self.rejected = _rejection_errors(importlib.import_module("vllm.exceptions"))
         if not _cache_environment(importlib.import_module("vllm.envs")):
@@ -279,9 +289,8 @@ class TritonPythonModel:
         sender = request.get_response_sender()
         control = _request_parameters(request)
         if ABORT_PARAMETER in control:
-            # A BLS caller cancelling one of its requests (Triton 2.51's BLS
-            # response iterators have no cancel()): cancel it, then answer.
-            self._cancel_on_loop(str(control[ABORT_PARAMETER]))  # already on the loop
+            # A caller cancelling the requests it named (kit_request_id): cancel them, then answer.
+            self._abort(str(control[ABORT_PARAMETER]))  # already on the loop
             sender.send(flags=tensors.FINAL)
             return None
         try:
@@ -292,7 +301,8 @@ class TritonPythonModel:
         except Exception as exc:  # noqa: BLE001 - never let one request kill the stub
             tensors.send_error(sender, f"could not read the request: {exc}")
             return None
-        job.request_id = str(control.get(ID_PARAMETER) or uuid.uuid4().hex)
+        job.request_id = uuid.uuid4().hex
+        job.name = str(control.get(ID_PARAMETER) or "")
         job.sender = sender
         self.jobs[job.request_id] = job
         self.watcher.watch(job.request_id, sender.is_cancelled)
@@ -310,19 +320,45 @@ class TritonPythonModel:
         return self.healthy
 
     def _cancel(self, request_id: str) -> None:
-        """Cancel a job from any thread: vLLM aborts the request, the client gets a CANCELLED error."""
+        """The watcher saw job ``request_id``'s client cancel (watcher thread): cancel it on the loop."""
         self.loop.call_soon_threadsafe(self._cancel_on_loop, request_id)
 
     def _cancel_on_loop(self, request_id: str) -> None:
         job = self.jobs.get(request_id)
-        if job is None:  # finished, or not arrived yet: an abort that overtook its request
+        if job is not None:
+            self._cancel_job(job)
+
+    def _abort(self, name: str) -> bool:
+        """On the loop: cancel the jobs named ``name``; returns whether there were any.
+
+        An abort that names no job is kept :data:`EARLY_ABORT_S` seconds: its request may not
+        have arrived yet (or finished already, and the abort is simply forgotten later).
+        """
+        jobs = [job for job in list(self.jobs.values()) if job.name == name]  # list(): senders pop meanwhile
+        for job in jobs:
+            self._cancel_job(job)
+        if not jobs:
             now = time.monotonic()
             for stale, at in list(self.early_aborts.items()):  # oldest first
                 if now - at <= EARLY_ABORT_S:
                     break
                 del self.early_aborts[stale]
-            self.early_aborts[request_id] = now
-            return
+            self.early_aborts[name] = now
+        return bool(jobs)
+
+    def _read_mailbox(self) -> None:
+        """On the loop, every ``aborts.POLL_S``: carry out the pipeline's aborts (see :mod:`kit.aborts`)."""
+        try:
+            for name in self.mailbox.read():
+                if self._abort(name):
+                    self.mailbox.remove(name)
+        except Exception as exc:  # noqa: BLE001 - e.g. the folder unreadable: keep serving, keep trying
+            self.logger.log_error(f"could not read the abort folder {self.mailbox.path}: {exc!r}")
+        if not self.closing:
+            self.loop.call_later(aborts.POLL_S, self._read_mailbox)
+
+    def _cancel_job(self, job: Job) -> None:
+        """vLLM aborts the job's request; its client gets a CANCELLED error."""
         job.cancelled = True  # a task not yet started sees this at its start
         # The two log lines NVIDIA's backend writes (its cancellation test looks for them).
         self.logger.log_info("[vllm] Cancelling the request")
@@ -378,7 +414,7 @@ class TritonPythonModel:
             from vllm.sampling_params import RequestOutputKind
 
             job.task = asyncio.current_task()
-            if self.early_aborts.pop(job.request_id, None) is not None:
+            if job.name and self.early_aborts.pop(job.name, None) is not None:
                 self.logger.log_info("[vllm] Cancelling the request")
                 job.cancelled = True
             if job.cancelled:
@@ -391,7 +427,7 @@ class TritonPythonModel:
                     final = output
                 elif job.stream:
                     self.pump.put(job.request_id, output)
-        except asyncio.CancelledError:  # the watcher or a BLS abort; vLLM aborted the request
+        except asyncio.CancelledError:  # the watcher or an abort; vLLM aborted the request
             self.logger.log_info("[vllm] Successfully cancelled the request")
             final = Failure(CANCELLED_MESSAGE, pb_utils.TritonError.CANCELLED)
         except RequestError as exc:
@@ -464,6 +500,8 @@ class TritonPythonModel:
             time.sleep(1)
         self.logger.log_info("shutting down the vLLM engine")
         self.watcher.close()
+        self.closing = True
+        self.mailbox.close()
         try:
             self.engine.shutdown()
         finally:

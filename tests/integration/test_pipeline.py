@@ -129,11 +129,17 @@ def test_prompt_that_is_not_utf8_is_refused_on_both_protocols(server, protocol):
 
 
 def test_cancelled_stream_cancels_the_llm_request(server):
-    """Closing a stream mid-answer aborts the LLM request: the engine drains and serves at once."""
+    """Closing a stream mid-answer aborts the LLM request: the engine drains and serves at once.
+
+    The aborts travel through kit.aborts' folder, not as BLS requests: the LLM sees only the four
+    requests themselves, and the folder is empty once they ended.
+    """
     import tritonclient.grpc as grpcclient
 
+    from kit import aborts
     from kit.client import grpc_inputs, request_inputs
 
+    arrived = server.inference_count(LLM_MODEL)
     got_first = threading.Event()
     client = grpcclient.InferenceServerClient(server.grpc_address)
     client.start_stream(callback=lambda result, error: got_first.set())
@@ -151,6 +157,9 @@ def test_cancelled_stream_cancels_the_llm_request(server):
             break
         time.sleep(0.2)
     assert server.metric("vllm:num_requests_running", model=LLM_MODEL) == 0
+    assert server.inference_count(LLM_MODEL) - arrived == 4
+    if server.server is not None:  # a server this session started: its folder is known
+        assert list(aborts.folder(LLM_MODEL, server.server.pid).glob("*")) == []
     started = time.monotonic()
     assert answer(server.client(), "next one")
     assert time.monotonic() - started < 30

@@ -56,3 +56,45 @@ def test_llm_extras_report_only_what_was_asked(pipeline):
     extras = pipeline.LLMExtras([])
     extras.add({"num_output_tokens": 4})
     assert extras.take(final=True) == {}
+
+
+def _aborting_model(pipeline, tmp_path):
+    model = pipeline.TritonPythonModel()
+    model.name, model.llm_streams = "llama_bls_ensemble", {}
+    model.aborts = pipeline.aborts.AbortMailbox(tmp_path)
+    return model
+
+
+def test_without_bls_cancel_the_llm_request_is_aborted_through_the_folder_not_a_second_bls_request(
+        pipeline, tmp_path, monkeypatch):
+    """On Triton 2.51 (no cancel() on BLS streams) the abort is a file the LLM reads, even before
+    exec() returned; a request that already finished is left alone."""
+    monkeypatch.setattr(pipeline.pb_utils, "InferenceRequest", None, raising=False)  # no BLS request may be built
+    model = _aborting_model(pipeline, tmp_path)
+    model.llm_streams = {"before-exec": None, "streaming": iter(())}
+    for request_id in ("before-exec", "streaming", "finished"):
+        model._abort_llm(request_id)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["before-exec", "streaming"]
+
+
+def test_with_bls_cancel_the_stream_is_cancelled_and_nothing_is_posted(pipeline, tmp_path):
+    class Stream:
+        cancelled = False
+
+        def cancel(self):
+            self.cancelled = True
+
+    model = _aborting_model(pipeline, tmp_path)
+    model.llm_streams = {"r": Stream()}
+    model._abort_llm("r")
+    assert model.llm_streams["r"].cancelled and list(tmp_path.iterdir()) == []
+
+
+def test_an_abort_that_cannot_be_written_is_logged_and_the_stream_runs_out(pipeline, tmp_path, monkeypatch):
+    warnings = []
+    monkeypatch.setattr(pipeline.pb_utils, "Logger", types.SimpleNamespace(log_warn=warnings.append), raising=False)
+    (tmp_path / "file").write_text("not a folder")
+    model = _aborting_model(pipeline, tmp_path / "file")
+    model.llm_streams = {"r": None}
+    model._abort_llm("r")
+    assert len(warnings) == 1 and "cannot abort LLM request r" in warnings[0]

@@ -106,7 +106,7 @@ def test_unloading_waits_for_the_requests_in_flight(backend, monkeypatch):
     model = backend.TritonPythonModel()
     model.jobs, model.inbox = {"a": object()}, collections.deque()
     model.logger = SimpleNamespace(log_info=lambda m: order.append("waiting" if "waiting" in m else "info"))
-    model.watcher = model.pump = SimpleNamespace(close=lambda: None)
+    model.watcher = model.pump = model.mailbox = SimpleNamespace(close=lambda: None)
     model.engine = SimpleNamespace(shutdown=lambda: order.append(f"shutdown with {len(model.jobs)} jobs"))
     model.metrics = None
     model.loop = SimpleNamespace(call_soon_threadsafe=lambda f: None, stop=None)
@@ -129,13 +129,14 @@ def test_an_abort_that_overtakes_its_request_cancels_it_on_arrival(backend, monk
     model.pump = SimpleNamespace(put=lambda request_id, item, final=False: finals.append((request_id, item)))
     model.engine = None  # generating would fail on it
 
-    model._cancel_on_loop("finished-long-ago")
+    assert model._abort("finished-long-ago") is False
     clock[0] += backend.EARLY_ABORT_S + 1
-    model._cancel_on_loop("early")
+    assert model._abort("early") is False
     assert list(model.early_aborts) == ["early"]
-    job = backend.Job(request_id="early", prompt="p", stream=False, prepend_prompt=False, params={}, extras=set())
+    job = backend.Job(request_id="k1", name="early", prompt="p", stream=False, prepend_prompt=False,
+                      params={}, extras=set())
     asyncio.run(model._generate(job))
-    assert finals == [("early", backend.Failure(backend.CANCELLED_MESSAGE, "CANCELLED"))]
+    assert finals == [("k1", backend.Failure(backend.CANCELLED_MESSAGE, "CANCELLED"))]
     assert model.early_aborts == {}
 
 
@@ -209,7 +210,7 @@ def test_an_abort_request_cancels_on_the_loop_and_is_answered_at_once(admitting,
     """A BLS abort (its id in the request's parameters) cancels that id and gets one final, empty response."""
     model, wakeups, started = admitting
     cancelled = []
-    model._cancel_on_loop = cancelled.append
+    model._abort = cancelled.append
     abort = FakeRequest("abort", json.dumps({backend.ABORT_PARAMETER: "r-7"}))
     model.execute([abort])
     wakeups.pop()()
@@ -220,10 +221,57 @@ def test_an_answer_that_cannot_be_sent_is_logged_and_the_next_request_still_star
     """An abort whose acknowledgement fails to send (its caller gone) must not strand the requests behind it."""
     model, wakeups, started = admitting
     logged = []
-    model._cancel_on_loop = lambda request_id: None
+    model._abort = lambda name: False
     model.logger = SimpleNamespace(log_error=logged.append)
     abort = FakeRequest("abort", json.dumps({backend.ABORT_PARAMETER: "r-8"}), send_fails=True)
     model.execute([abort, FakeRequest("b")])
     wakeups.pop()()
     assert [job.prompt for job in started] == ["b"] and not model.inbox
     assert len(logged) == 1 and "the client is gone" in logged[0]
+
+
+def test_two_requests_with_one_kit_request_id_are_two_jobs_and_an_abort_by_that_id_ends_both(admitting, backend):
+    """Jobs are keyed by the backend's own id: a shared kit_request_id neither overwrites a job nor
+    lets the watcher cancel the wrong one; an abort naming the id cancels both."""
+    model, wakeups, started = admitting
+    model.logger = backend.pb_utils.Logger
+    same = json.dumps({backend.ID_PARAMETER: "shared"})
+    model.execute([FakeRequest("a", same), FakeRequest("b", same), FakeRequest("c")])
+    wakeups.pop()()
+    assert len(model.jobs) == 3 and len({job.request_id for job in started}) == 3
+    assert sorted(job.name for job in started) == ["", "shared", "shared"]
+    first, second, other = started
+    model._cancel_on_loop(first.request_id)  # the watcher saw the first one's client cancel
+    assert (first.cancelled, second.cancelled, other.cancelled) == (True, False, False)
+    assert model._abort("shared") is True
+    assert second.cancelled and not other.cancelled
+
+
+def test_the_engine_loop_carries_out_the_pipelines_aborts_from_its_folder(backend, tmp_path):
+    """A posted id that names a running job cancels it and its file goes; one that names nothing is
+    kept for a request still on its way; a folder that cannot be read is logged and read again later."""
+    model = backend.TritonPythonModel()
+    model.logger = SimpleNamespace(log_info=lambda m: None, log_error=[].append)
+    model.jobs, model.early_aborts, model.closing = {}, {}, False
+    model.mailbox = backend.aborts.AbortMailbox(tmp_path)
+    later = []
+    model.loop = SimpleNamespace(call_later=lambda delay, f: later.append((delay, f)))
+    job = backend.Job(request_id="k", name="running", prompt="p", stream=True, prepend_prompt=False,
+                      params={}, extras=set())
+    model.jobs["k"] = job
+    poster = backend.aborts.AbortMailbox(tmp_path)
+    poster.post("running")
+    poster.post("coming")
+    model._read_mailbox()
+    assert job.cancelled and list(model.early_aborts) == ["coming"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["coming"]
+    assert later == [(backend.aborts.POLL_S, model._read_mailbox)]
+
+    errors = []
+    model.logger.log_error = errors.append
+    model.mailbox.read = lambda: (_ for _ in ()).throw(PermissionError("denied"))
+    model._read_mailbox()
+    assert len(errors) == 1 and "denied" in errors[0] and len(later) == 2
+    model.closing = True
+    model._read_mailbox()
+    assert len(later) == 2  # an unloading model stops reading
