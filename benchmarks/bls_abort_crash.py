@@ -1,7 +1,7 @@
 """Show that Triton 2.51's Python backend crashes the server when a BLS caller aborts a stream it reads.
 
-The kit's pipeline cancels its LLM request with a second BLS request (``kit_abort``; 2.51's BLS
-response iterators have no ``cancel()``), and the LLM then ends the aborted stream at once. Under
+The kit's pipeline cancelled its LLM request with a second BLS request (``kit_abort``; 2.51's BLS
+response iterators have no ``cancel()``), and the LLM then ended the aborted stream at once. Under
 bursts of cancelled client streams that pattern killed ``tritonserver`` itself: SIGSEGV or SIGABRT
 in the server process, with backtraces in the Python backend's BLS path (``ResponseAlloc`` or
 ``InferPayload::Callback`` of a freed per-stream payload, ``std::bad_weak_ptr`` in
@@ -13,6 +13,11 @@ one watcher thread asking ``is_cancelled()`` every 0.25 s) and ``echo`` (streams
     python benchmarks/bls_abort_crash.py --abort bls     # the kit's pattern: the server dies (minutes)
     python benchmarks/bls_abort_crash.py --abort none    # watcher only, streams run out: no crash seen
     python benchmarks/bls_abort_crash.py --abort file    # abort through a file instead of BLS
+    python benchmarks/bls_abort_crash.py --target kit    # the kit's own pipeline and vLLM, tiny model
+    python benchmarks/bls_abort_crash.py --target detached --concurrency 256   # a running `kit serve --detach`
+
+The kit's pipeline aborts through a file since (``kit.aborts``); ``--target kit`` sends the same
+bursts through ``llama_bls_ensemble`` of the CPU repository to show that it holds.
 
 Each burst sends ``--concurrency`` streams to ``front``, each on a gRPC stream of its own, and
 cancels them (``stop_stream(cancel_requests=True)``) right after sending, after the first
@@ -31,8 +36,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from kit import repository
 from kit import server as srv
-from kit.exceptions import KitError, exit_with
+from kit.config import PIPELINE_MODEL, DeploymentConfig
+from kit.exceptions import KitError, ServerError, exit_with
 from kit.health import LIVE_PATH, probe
 
 CONFIG = """backend: "python"
@@ -195,9 +202,32 @@ def write_repository(root: Path) -> Path:
     return root
 
 
-def one_stream(address: str, max_tokens: int, timing: str, delay_s: float) -> None:
-    """One request on a gRPC stream of its own, cancelled with the stream at ``timing``."""
+def kit_repository(root: Path) -> Path:
+    from kit.weights import build_tiny_model
+
+    return repository.build(DeploymentConfig.cpu_default(build_tiny_model(), blocking_variant=False), root)
+
+
+def stream_request(target: str, max_tokens: int) -> tuple[str, list]:
+    """The model and gRPC inputs of one stream: ``front``'s, or the kit pipeline's (a streamed chat answer)."""
     import numpy as np
+    import tritonclient.grpc as grpcclient
+
+    if target == "kit":
+        from kit.client import grpc_inputs, request_inputs
+
+        inputs = request_inputs(PIPELINE_MODEL, "tell me a long story", stream=True, max_tokens=max_tokens,
+                                sampling={"ignore_eos": True})
+        return PIPELINE_MODEL, grpc_inputs(inputs)
+    text = grpcclient.InferInput("text_input", [1], "BYTES")
+    text.set_data_from_numpy(np.array([b"hi"], dtype=np.object_))
+    count = grpcclient.InferInput("max_tokens", [1], "INT32")
+    count.set_data_from_numpy(np.array([max_tokens], dtype=np.int32))
+    return "front", [text, count]
+
+
+def one_stream(address: str, target: str, max_tokens: int, timing: str, delay_s: float) -> None:
+    """One request on a gRPC stream of its own, cancelled with the stream at ``timing``."""
     import tritonclient.grpc as grpcclient
 
     first, final = threading.Event(), threading.Event()
@@ -211,14 +241,11 @@ def one_stream(address: str, max_tokens: int, timing: str, delay_s: float) -> No
         if flag is not None and flag.bool_param:
             final.set()
 
-    text = grpcclient.InferInput("text_input", [1], "BYTES")
-    text.set_data_from_numpy(np.array([b"hi"], dtype=np.object_))
-    count = grpcclient.InferInput("max_tokens", [1], "INT32")
-    count.set_data_from_numpy(np.array([max_tokens], dtype=np.int32))
+    model, inputs = stream_request(target, max_tokens)
     client = grpcclient.InferenceServerClient(address)
     try:
         client.start_stream(callback=on_response)
-        client.async_stream_infer("front", [text, count], enable_empty_final_response=True)
+        client.async_stream_infer(model, inputs, enable_empty_final_response=True)
         if timing == "first":
             first.wait(5)
         elif timing == "final":
@@ -236,43 +263,64 @@ def live(url: str) -> bool:
     return probe(url + LIVE_PATH, timeout=5)[0] == 200
 
 
+def bursts(grpc_address: str, http_url: str, log: Path, target: str, *, minutes: float, concurrency: int,
+           rng: random.Random) -> int:
+    """Send bursts of cancelled streams for ``minutes``; 1 as soon as the server died, else 0."""
+    end, count = time.monotonic() + minutes * 60, 0
+    while time.monotonic() < end:
+        threads = [threading.Thread(target=one_stream, args=(
+            grpc_address, target, rng.choice([4, 16, 64, 200]),
+            rng.choice(("sent", "first", "final", "delay")), rng.uniform(0, 0.4)))
+            for _ in range(concurrency)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        count += 1
+        if "Signal (" in log.read_text(errors="replace") or not live(http_url):
+            print(f"the server died in burst {count} ({count * concurrency} cancelled streams); see {log}", flush=True)
+            return 1
+        if count % 10 == 0:
+            print(f"{count} bursts, {count * concurrency} cancelled streams, server alive", flush=True)
+    print(f"no crash in {count} bursts ({count * concurrency} cancelled streams)")
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--target", choices=("models", "kit", "detached"), default="models",
+                   help="front and echo (no kit code), the kit's CPU repository with its tiny model, or the "
+                        "pipeline of the server `kit serve --detach` started (e.g. on a GPU host)")
     p.add_argument("--abort", choices=("bls", "none", "file"), default="bls",
-                   help="how front stops echo for a cancelled client: a BLS request (the kit's way), not at all, "
-                        "or through a file")
+                   help="how front stops echo for a cancelled client: a BLS request (the kit's old way), not at "
+                        "all, or through a file (front only)")
     p.add_argument("--minutes", type=float, default=10)
     p.add_argument("--concurrency", type=int, default=32, help="cancelled streams per burst")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args()
     rng = random.Random(args.seed)
+    load = {"minutes": args.minutes, "concurrency": args.concurrency, "rng": rng}
+    if args.target == "detached":
+        from kit.detached import read_state
+
+        state = read_state()
+        if state is None:
+            raise ServerError("no detached server: start one with `python -m kit serve --detach`")
+        print(f"target=detached server {state.pid}; log {state.log}", flush=True)
+        return bursts(state.endpoints.grpc_address, state.endpoints.http_url, Path(state.log), "kit", **load)
     with tempfile.TemporaryDirectory(prefix="kit-bls-abort-") as tmp:
         aborts = Path(tmp) / "aborts"
         aborts.mkdir()
-        repo = write_repository(Path(tmp) / "model_repository")
+        if args.target == "kit":
+            repo = kit_repository(Path(tmp) / "model_repository")
+        else:
+            repo = write_repository(Path(tmp) / "model_repository")
         env = {"ABORT_MODE": args.abort, "ABORT_DIR": str(aborts)}
         with srv.Server(repo, env=env) as server:
-            print(f"abort={args.abort}; log {server.log_file}", flush=True)
-            end, bursts = time.monotonic() + args.minutes * 60, 0
-            while time.monotonic() < end:
-                threads = [threading.Thread(target=one_stream, args=(
-                    server.endpoints.grpc_address, rng.choice([4, 16, 64, 200]),
-                    rng.choice(("sent", "first", "final", "delay")), rng.uniform(0, 0.4)))
-                    for _ in range(args.concurrency)]
-                for thread in threads:
-                    thread.start()
-                for thread in threads:
-                    thread.join(60)
-                bursts += 1
-                died = "Signal (" in server.log_file.read_text(errors="replace") or not live(server.endpoints.http_url)
-                if died:
-                    print(f"the server died in burst {bursts} ({bursts * args.concurrency} cancelled streams); "
-                          f"see {server.log_file}", flush=True)
-                    return 1
-                if bursts % 10 == 0:
-                    print(f"{bursts} bursts, {bursts * args.concurrency} cancelled streams, server alive", flush=True)
-    print(f"no crash in {bursts} bursts ({bursts * args.concurrency} cancelled streams)")
-    return 0
+            print(f"target={args.target} abort={'kit' if args.target == 'kit' else args.abort}; "
+                  f"log {server.log_file}", flush=True)
+            return bursts(server.endpoints.grpc_address, server.endpoints.http_url, server.log_file, args.target,
+                          **load)
 
 
 if __name__ == "__main__":
