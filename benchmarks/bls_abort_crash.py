@@ -21,13 +21,15 @@ bursts through ``llama_bls_ensemble`` of the CPU repository to show that it hold
 
 Each burst sends ``--concurrency`` streams to ``front``, each on a gRPC stream of its own, and
 cancels them (``stop_stream(cancel_requests=True)``) right after sending, after the first
-response, after the final one, or after a random delay. It exits 1 once the server died.
+response, after the final one, or after a random delay. It exits 1 once the server died (or, with
+``--target detached``, was stopped by its supervisor because it stopped answering).
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import re
 import sys
 import tempfile
 import threading
@@ -277,8 +279,12 @@ def bursts(grpc_address: str, http_url: str, log: Path, target: str, *, minutes:
         for thread in threads:
             thread.join(60)
         count += 1
-        if "Signal (" in log.read_text(errors="replace") or not live(http_url):
-            print(f"the server died in burst {count} ({count * concurrency} cancelled streams); see {log}", flush=True)
+        signals = re.findall(r"Signal \((\d+)\) received", log.read_text(errors="replace"))
+        if signals or not live(http_url):
+            how = ("was stopped (SIGTERM: a supervisor restarts a server that stopped answering)"
+                   if signals[-1:] == ["15"] else "died")
+            print(f"the server {how} in burst {count} ({count * concurrency} cancelled streams); see {log}",
+                  flush=True)
             return 1
         if count % 10 == 0:
             print(f"{count} bursts, {count * concurrency} cancelled streams, server alive", flush=True)
