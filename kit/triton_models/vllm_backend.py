@@ -202,6 +202,7 @@ class TritonPythonModel:
         self.admitting = False
         self.early_aborts: dict[str, float] = {}  # request name → monotonic time (read and written on the loop)
         self.mailbox = aborts.AbortMailbox(aborts.folder(args["model_name"]))
+        self.mailbox_error = ""  # the last error reading it, logged once
         self.closing = False
         senders = int(os.environ.get("KIT_RESPONSE_SENDERS", RESPONSE_SENDERS))
         self.pump = ResponsePump(self._send, senders=senders, name="vllm-send", on_error=self._send_failed)
@@ -332,8 +333,11 @@ class TritonPythonModel:
         """On the loop: cancel the jobs named ``name``; returns whether there were any.
 
         An abort that names no job is kept :data:`EARLY_ABORT_S` seconds: its request may not
-        have arrived yet (or finished already, and the abort is simply forgotten later).
+        have arrived yet (or finished already, and the abort is simply forgotten later). An empty
+        name names nothing (it would otherwise match every request sent without an id).
         """
+        if not name:
+            return False
         jobs = [job for job in list(self.jobs.values()) if job.name == name]  # list(): senders pop meanwhile
         for job in jobs:
             self._cancel_job(job)
@@ -352,8 +356,11 @@ class TritonPythonModel:
             for name in self.mailbox.read():
                 if self._abort(name):
                     self.mailbox.remove(name)
+            self.mailbox_error = ""
         except Exception as exc:  # noqa: BLE001 - e.g. the folder unreadable: keep serving, keep trying
-            self.logger.log_error(f"could not read the abort folder {self.mailbox.path}: {exc!r}")
+            if repr(exc) != self.mailbox_error:  # once, not every POLL_S
+                self.mailbox_error = repr(exc)
+                self.logger.log_error(f"could not read the abort folder {self.mailbox.path}: {exc!r}")
         if not self.closing:
             self.loop.call_later(aborts.POLL_S, self._read_mailbox)
 

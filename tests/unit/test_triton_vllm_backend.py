@@ -245,6 +245,7 @@ def test_two_requests_with_one_kit_request_id_are_two_jobs_and_an_abort_by_that_
     assert (first.cancelled, second.cancelled, other.cancelled) == (True, False, False)
     assert model._abort("shared") is True
     assert second.cancelled and not other.cancelled
+    assert model._abort("") is False and not other.cancelled  # an empty id names no request (nor is kept)
 
 
 def test_the_engine_loop_carries_out_the_pipelines_aborts_from_its_folder(backend, tmp_path):
@@ -252,7 +253,7 @@ def test_the_engine_loop_carries_out_the_pipelines_aborts_from_its_folder(backen
     kept for a request still on its way; a folder that cannot be read is logged and read again later."""
     model = backend.TritonPythonModel()
     model.logger = SimpleNamespace(log_info=lambda m: None, log_error=[].append)
-    model.jobs, model.early_aborts, model.closing = {}, {}, False
+    model.jobs, model.early_aborts, model.closing, model.mailbox_error = {}, {}, False, ""
     model.mailbox = backend.aborts.AbortMailbox(tmp_path)
     later = []
     model.loop = SimpleNamespace(call_later=lambda delay, f: later.append((delay, f)))
@@ -271,7 +272,8 @@ def test_the_engine_loop_carries_out_the_pipelines_aborts_from_its_folder(backen
     model.logger.log_error = errors.append
     model.mailbox.read = lambda: (_ for _ in ()).throw(PermissionError("denied"))
     model._read_mailbox()
-    assert len(errors) == 1 and "denied" in errors[0] and len(later) == 2
+    model._read_mailbox()
+    assert len(errors) == 1 and "denied" in errors[0] and len(later) == 3  # logged once, read again
     model.closing = True
     model._read_mailbox()
-    assert len(later) == 2  # an unloading model stops reading
+    assert len(later) == 3  # an unloading model stops reading
