@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from kit import launcher, processes, repository
+from kit import aborts, launcher, processes, repository
 from kit import server as srv
 from kit.client import Client
 from kit.config import LLM_MODEL, PIPELINE_MODEL, POSTPROCESS_MODEL, DeploymentConfig
@@ -192,16 +192,20 @@ def test_explicit_model_control_is_ready_once_the_requested_models_are(tmp_path,
 
 def test_a_killed_servers_shared_memory_is_removed_by_stop(tmp_path):
     """A server whose whole session died by SIGKILL (stubs included) cannot unlink its /dev/shm regions
-    (32 MiB each); stop() does. (A stub outliving its server unlinks them itself.)"""
+    (32 MiB each), nor its stubs their pending aborts (kit.aborts); stop() removes both. (A stub
+    outliving its server unlinks its regions itself.)"""
     repo = tmp_path / "repo"
     add_numeric_model(repo)
     server = srv.Server(repo)
     try:
         server.start(timeout=120)
+        pid = server.process.pid
         assert list(launcher.SHM_DIR.glob(f"{server.shm_prefix}*")), "the running model maps no region?"
-        os.killpg(server.process.pid, signal.SIGKILL)  # the server leads its own session
+        aborts.AbortMailbox(aborts.folder("llm", pid)).post("pending")  # as a pipeline stub would
+        os.killpg(pid, signal.SIGKILL)  # the server leads its own session
         server.process.wait(timeout=10)
         assert list(launcher.SHM_DIR.glob(f"{server.shm_prefix}*")), "nothing was left behind to remove"
     finally:
         server.stop()
     assert not list(launcher.SHM_DIR.glob(f"{server.shm_prefix}*"))
+    assert not aborts.base_folder(pid).exists()
