@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from kit.launcher import SHM_DIR
+
 # How often the vLLM backend lists its folder (one listdir of a small in-memory folder).
 POLL_S = 0.05
 # How long a name is remembered, and its file kept, for a request that has not arrived yet.
@@ -35,8 +37,20 @@ _NAME_CHARS = frozenset(string.ascii_letters + string.digits + "-_.")
 
 def base_folder(server_pid: int) -> Path:
     """``/dev/shm/kit-aborts-<server pid>`` (memory), or the same under the temp folder without ``/dev/shm``."""
-    root = Path("/dev/shm")
-    return (root if root.is_dir() else Path(tempfile.gettempdir())) / f"{FOLDER_PREFIX}{server_pid}"
+    root = SHM_DIR if SHM_DIR.is_dir() else Path(tempfile.gettempdir())
+    return root / f"{FOLDER_PREFIX}{server_pid}"
+
+
+def expire(seen: dict[str, float], now: float, keep_s: float) -> list[str]:
+    """Drop and return the names of ``seen`` (name → when seen, oldest first) older than ``keep_s``."""
+    old = []
+    for name, at in seen.items():
+        if now - at <= keep_s:
+            break
+        old.append(name)
+    for name in old:
+        del seen[name]
+    return old
 
 
 def folder(model: str, server_pid: int | None = None) -> Path:
@@ -86,10 +100,7 @@ class AbortMailbox:
         new = [name for name in names if name not in self._seen]
         for name in new:
             self._seen[name] = now
-        for name, seen in list(self._seen.items()):
-            if now - seen <= self._keep_s:
-                break
-            del self._seen[name]
+        for name in expire(self._seen, now, self._keep_s):
             self.remove(name)
         return new
 

@@ -343,10 +343,7 @@ class TritonPythonModel:
             self._cancel_job(job)
         if not jobs:
             now = time.monotonic()
-            for stale, at in list(self.early_aborts.items()):  # oldest first
-                if now - at <= EARLY_ABORT_S:
-                    break
-                del self.early_aborts[stale]
+            aborts.expire(self.early_aborts, now, EARLY_ABORT_S)
             self.early_aborts[name] = now
         return bool(jobs)
 
